@@ -1,0 +1,50 @@
+# chronicle_raft: PGXS build of the extension plus the server-free test targets.
+#
+#   make && make install          build and install the extension
+#   make installcheck             pg_regress suite on a temporary instance
+#                                 (run as a non-root user: initdb refuses root)
+#   make unitcheck                C unit tests and the Raft simulator's fixed seeds
+#   make simcheck SEEDS=N STEPS=M a longer random search in the Raft simulator
+#   make tapcheck                 TAP tests (multi-server, crash/restart)
+
+EXTENSION  = chronicle_raft
+MODULE_big = chronicle_raft
+DATA       = sql/chronicle_raft--0.1.sql
+PGFILEDESC = "chronicle_raft - fault-tolerant event streams"
+
+OBJS = \
+	src/chronicle_raft.o \
+	src/tabplus/rowcodec.o \
+	src/tabplus/tabplus_page.o \
+	src/tabplus/tabplus.o \
+	src/tabplus/tabplus_xlog.o \
+	src/am/stream_am.o \
+	src/am/staging.o \
+	src/am/guard.o \
+	src/sql/aggregate.o \
+	src/sql/insert_json.o
+
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK =
+
+REGRESS = setup streams types errors transactions aggregates insert_json ddl
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: unitcheck simcheck tapcheck
+
+# Server-free tests: each component with unit tests owns a Makefile in its
+# test folder with a "check" target.
+unitcheck:
+	$(MAKE) -C test/unit check
+	$(MAKE) -C test/sim check
+
+simcheck:
+	$(MAKE) -C test/sim simcheck SEEDS=$(SEEDS) STEPS=$(STEPS)
+
+tapcheck:
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" PERL5LIB="$$($(PG_CONFIG) --pkglibdir)/pgxs/src/test/perl:$$PERL5LIB" \
+		prove -v test/t/

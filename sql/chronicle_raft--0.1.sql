@@ -1,0 +1,91 @@
+/* chronicle_raft 0.1: event streams on a TAB+ tree */
+
+\echo Use "CREATE EXTENSION chronicle_raft" to load this file. \quit
+
+CREATE FUNCTION chronicle.chronicle_am_handler(internal)
+RETURNS table_am_handler
+AS 'MODULE_PATHNAME', 'chronicle_am_handler'
+LANGUAGE C;
+
+CREATE ACCESS METHOD chronicle TYPE TABLE HANDLER chronicle.chronicle_am_handler;
+COMMENT ON ACCESS METHOD chronicle IS 'append-only event streams stored in a TAB+ tree';
+
+CREATE FUNCTION chronicle.insert(stream regclass, events jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'chronicle_insert'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION chronicle.insert(regclass, jsonb) IS
+'insert one JSON object or an array of objects keyed by column name; returns the number of events';
+
+CREATE FUNCTION chronicle.aggregate(stream regclass, "column" name,
+                                    "from" anycompatible, "to" anycompatible,
+                                    OUT count bigint, OUT sum numeric,
+                                    OUT min numeric, OUT max numeric,
+                                    OUT avg numeric)
+RETURNS record
+AS 'MODULE_PATHNAME', 'chronicle_aggregate'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION chronicle.aggregate(regclass, name, anycompatible, anycompatible) IS
+'count, sum, min, max and avg of a numeric column over event times [from, to); NULL bounds are unbounded; O(log n)';
+
+CREATE FUNCTION chronicle.aggregate(stream regclass, "column" name,
+                                    "from" anycompatible, "to" anycompatible,
+                                    bucket interval)
+RETURNS TABLE (bucket_start timestamptz, count bigint, sum numeric,
+               min numeric, max numeric, avg numeric)
+AS 'MODULE_PATHNAME', 'chronicle_aggregate_buckets'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION chronicle.aggregate(regclass, name, anycompatible, anycompatible, interval) IS
+'one aggregate row per time bucket of a timestamp stream';
+
+CREATE FUNCTION chronicle.aggregate(stream regclass, "column" name,
+                                    "from" anycompatible, "to" anycompatible,
+                                    bucket bigint)
+RETURNS TABLE (bucket_start bigint, count bigint, sum numeric,
+               min numeric, max numeric, avg numeric)
+AS 'MODULE_PATHNAME', 'chronicle_aggregate_buckets'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION chronicle.aggregate(regclass, name, anycompatible, anycompatible, bigint) IS
+'one aggregate row per bucket of a bigint-time stream';
+
+CREATE FUNCTION chronicle.aggregate_pages_read(stream regclass,
+                                               "from" anycompatible, "to" anycompatible)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'chronicle_aggregate_pages_read'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION chronicle.aggregate_pages_read(regclass, anycompatible, anycompatible) IS
+'pages a range aggregate over [from, to) reads: shows its O(log n) cost';
+
+CREATE FUNCTION chronicle.time_range(stream regclass,
+                                     OUT first_event timestamptz,
+                                     OUT last_event timestamptz,
+                                     OUT first_key bigint,
+                                     OUT last_key bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'chronicle_time_range'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION chronicle.time_range(regclass) IS
+'first and last event time (keys: microseconds for timestamp streams, the value for bigint streams)';
+
+CREATE FUNCTION chronicle.stream_stats(stream regclass,
+                                       OUT events bigint,
+                                       OUT first_event timestamptz,
+                                       OUT last_event timestamptz,
+                                       OUT out_of_order_events bigint,
+                                       OUT batches bigint,
+                                       OUT tree_height int,
+                                       OUT bytes bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'chronicle_stream_stats'
+LANGUAGE C STABLE STRICT;
+
+CREATE VIEW chronicle.streams AS
+SELECT c.oid::regclass AS stream, s.*
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_am a ON a.oid = c.relam
+ CROSS JOIN LATERAL chronicle.stream_stats(c.oid) s
+ WHERE a.amname = 'chronicle' AND c.relkind = 'r';
+COMMENT ON VIEW chronicle.streams IS
+'one row per stream: events, first/last event time, out-of-order events seen, batches, tree height, bytes';
+
+GRANT USAGE ON SCHEMA chronicle TO PUBLIC;

@@ -1,0 +1,320 @@
+/*-------------------------------------------------------------------------
+ *
+ * staging.c
+ *	  Per-transaction staging of inserted events and their apply at commit.
+ *
+ * Every event inserted into a stream is encoded (rowcodec.c) into memory
+ * owned by the top-level transaction.  At XACT_EVENT_PRE_COMMIT each
+ * stream's staged events are sorted by (event time, arrival) and applied as
+ * one batch (tabplus_apply_batch) under the stream's exclusive lock; the
+ * lock is released right after so that other committers can apply while
+ * this transaction flushes its commit record.  Streams are applied in OID
+ * order so that two committers always take stream locks in the same order.
+ *
+ * Savepoints: a stream keeps a list of marks, one pushed whenever a
+ * different subtransaction first stages into it and one at every TRUNCATE.
+ * Subtransaction ids only grow within a transaction and children have larger
+ * ids than their parents, so aborting subtransaction S restores the stream
+ * to its first mark with subxid >= S: that drops exactly the events staged
+ * by S and its children.  TRUNCATE discards the events staged before it by
+ * moving apply_from, which a rolled-back savepoint also restores.
+ *
+ * The apply at pre-commit is the point where a transaction's events become
+ * visible to others; it comes just before the commit record is written.
+ * Replicated operation replaces tabplus_apply_batch here by a proposal to
+ * the Raft log and a wait (see docs/architecture.md).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "am/stream.h"
+#include "tabplus/tabplus.h"
+
+#define STAGE_CHUNK_BYTES (1024 * 1024)
+
+typedef struct StageMark
+{
+	SubTransactionId subxid;
+	int64		nrows;			/* rows staged before the mark */
+	int64		apply_from;		/* apply_from before the mark */
+} StageMark;
+
+typedef struct StreamStage
+{
+	Oid			relid;			/* hash key */
+	StreamLayout *layout;
+	StagedRow  *rows;
+	int64		nrows;
+	int64		maxrows;
+	int64		apply_from;		/* rows before this were truncated away */
+	char	   *chunk;			/* encoded rows live in chunks */
+	Size		chunk_used;
+	Size		chunk_size;
+	StageMark  *marks;
+	int			nmarks;
+	int			maxmarks;
+} StreamStage;
+
+static HTAB *stages = NULL;
+static StringInfoData encode_buf;
+static bool encode_buf_ready = false;
+
+static StreamStage *
+stage_for(Relation rel, bool create)
+{
+	StreamStage *stage;
+	bool		found;
+	Oid			relid = RelationGetRelid(rel);
+
+	if (stages == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(StreamStage);
+		ctl.hcxt = TopTransactionContext;
+		stages = hash_create("chronicle staged streams", 8, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	stage = hash_search(stages, &relid, create ? HASH_ENTER : HASH_FIND, &found);
+	if (stage && !found)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+
+		stage->layout = stream_layout(rel);
+		stage->maxrows = 1024;
+		stage->rows = palloc(sizeof(StagedRow) * stage->maxrows);
+		stage->nrows = 0;
+		stage->apply_from = 0;
+		stage->chunk = NULL;
+		stage->chunk_used = stage->chunk_size = 0;
+		stage->maxmarks = 8;
+		stage->marks = palloc(sizeof(StageMark) * stage->maxmarks);
+		stage->nmarks = 0;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return stage;
+}
+
+static void
+stage_push_mark(StreamStage *stage, SubTransactionId subxid)
+{
+	if (stage->nmarks == stage->maxmarks)
+	{
+		stage->maxmarks *= 2;
+		stage->marks = repalloc(stage->marks, sizeof(StageMark) * stage->maxmarks);
+	}
+	stage->marks[stage->nmarks].subxid = subxid;
+	stage->marks[stage->nmarks].nrows = stage->nrows;
+	stage->marks[stage->nmarks].apply_from = stage->apply_from;
+	stage->nmarks++;
+}
+
+void
+staging_add_slot(Relation rel, TupleTableSlot *slot)
+{
+	StreamStage *stage = stage_for(rel, true);
+	SubTransactionId subxid = GetCurrentSubTransactionId();
+	StagedRow  *row;
+
+	if (!encode_buf_ready)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&encode_buf);
+		encode_buf_ready = true;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	resetStringInfo(&encode_buf);
+	slot_getallattrs(slot);
+	row_encode(stage->layout, slot->tts_values, slot->tts_isnull, &encode_buf);
+
+	if (stage->nmarks == 0 || stage->marks[stage->nmarks - 1].subxid != subxid)
+		stage_push_mark(stage, subxid);
+
+	if (stage->chunk == NULL || stage->chunk_size - stage->chunk_used < (Size) encode_buf.len)
+	{
+		stage->chunk = MemoryContextAlloc(TopTransactionContext, STAGE_CHUNK_BYTES);
+		stage->chunk_size = STAGE_CHUNK_BYTES;
+		stage->chunk_used = 0;
+	}
+	if (stage->nrows == stage->maxrows)
+	{
+		if (stage->maxrows >= (int64) PG_UINT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many events in one transaction for stream \"%s\"",
+							RelationGetRelationName(rel)),
+					 errhint("Split the load into several transactions.")));
+		stage->maxrows *= 2;
+		stage->rows = repalloc_huge(stage->rows, sizeof(StagedRow) * stage->maxrows);
+	}
+
+	row = &stage->rows[stage->nrows];
+	memcpy(stage->chunk + stage->chunk_used, encode_buf.data, encode_buf.len);
+	row->data = stage->chunk + stage->chunk_used;
+	row->len = encode_buf.len;
+	row->ts = row_get_time(row->data);
+	row->seq = (uint32) stage->nrows;
+	stage->chunk_used += encode_buf.len;
+	stage->nrows++;
+
+	/* virtual TID: unique among this transaction's staged rows */
+	ItemPointerSet(&slot->tts_tid, MaxBlockNumber - (BlockNumber) (row->seq / 256),
+				   row->seq % 256 + 1);
+}
+
+void
+staging_truncate(Oid relid)
+{
+	StreamStage *stage;
+
+	if (stages == NULL)
+		return;
+	stage = hash_search(stages, &relid, HASH_FIND, NULL);
+	if (stage == NULL)
+		return;
+	stage_push_mark(stage, GetCurrentSubTransactionId());
+	stage->apply_from = stage->nrows;
+}
+
+static int
+staged_row_cmp(const void *a, const void *b)
+{
+	const StagedRow *ra = a;
+	const StagedRow *rb = b;
+
+	if (ra->ts != rb->ts)
+		return ra->ts < rb->ts ? -1 : 1;
+	return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
+}
+
+static int
+oid_cmp_local(const void *a, const void *b)
+{
+	Oid			x = *(const Oid *) a;
+	Oid			y = *(const Oid *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* Sort a stream's staged events by (time, arrival) and apply them. */
+static void
+stage_apply(StreamStage *stage)
+{
+	StagedRow  *rows = stage->rows + stage->apply_from;
+	int64		n = stage->nrows - stage->apply_from;
+	int64		i;
+	Relation	rel;
+
+	if (n <= 0)
+		return;
+	rel = try_relation_open(stage->relid, RowExclusiveLock);
+	if (rel == NULL)
+		return;					/* dropped later in this transaction */
+
+	for (i = 1; i < n; i++)
+		if (rows[i].ts < rows[i - 1].ts)
+			break;
+	if (i < n)
+		qsort(rows, n, sizeof(StagedRow), staged_row_cmp);
+
+	stream_lock(rel, true);
+	tabplus_apply_batch(rel, stage->layout, rows, n);
+	stream_unlock(rel, true);
+	relation_close(rel, NoLock);
+}
+
+static void
+staging_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			if (stages != NULL)
+			{
+				HASH_SEQ_STATUS status;
+				StreamStage *stage;
+				Oid		   *relids;
+				long		n = hash_get_num_entries(stages);
+				long		k = 0;
+				long		i;
+
+				relids = palloc(sizeof(Oid) * n);
+				hash_seq_init(&status, stages);
+				while ((stage = hash_seq_search(&status)) != NULL)
+					relids[k++] = stage->relid;
+				qsort(relids, k, sizeof(Oid), oid_cmp_local);
+				for (i = 0; i < k; i++)
+				{
+					stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
+					stage_apply(stage);
+				}
+				pfree(relids);
+				stages = NULL;
+			}
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (stages != NULL && hash_get_num_entries(stages) > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that inserted into a stream"),
+						 errhint("Commit stream inserts with a plain COMMIT.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* the memory goes with TopTransactionContext */
+			stages = NULL;
+			break;
+	}
+}
+
+static void
+staging_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS status;
+	StreamStage *stage;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB || stages == NULL)
+		return;
+
+	hash_seq_init(&status, stages);
+	while ((stage = hash_seq_search(&status)) != NULL)
+	{
+		int			m;
+
+		for (m = 0; m < stage->nmarks; m++)
+		{
+			if (stage->marks[m].subxid >= mySubid)
+			{
+				stage->nrows = stage->marks[m].nrows;
+				stage->apply_from = stage->marks[m].apply_from;
+				stage->nmarks = m;
+				break;
+			}
+		}
+	}
+}
+
+void
+staging_register_callbacks(void)
+{
+	RegisterXactCallback(staging_xact_callback, NULL);
+	RegisterSubXactCallback(staging_subxact_callback, NULL);
+}

@@ -1,0 +1,643 @@
+/*-------------------------------------------------------------------------
+ *
+ * rowcodec.c
+ *	  The stream column layout and the compact event row format.
+ *
+ * One encoded event is
+ *
+ *	  int64   event time key (timestamp microseconds, or the bigint value)
+ *	  uint8   flags (ROW_HAS_NULLS)
+ *	  [null bitmap of layout->nullbytes bytes, only with ROW_HAS_NULLS;
+ *	   bit i set means attribute i+2 is NULL]
+ *	  values of the non-null attributes 2..natts in attribute order:
+ *		fixed-width types as their typlen raw bytes (unaligned),
+ *		variable-length types as uint16 length + the detoasted payload.
+ *
+ * Rows are byte-packed with no alignment padding: readers memcpy fields out.
+ * The time key sits first so that ordering and routing read 8 bytes at a
+ * fixed offset.  The format is the same in the staging buffer, in TAB+ leaf
+ * pages and in replicated batches, so applying a batch copies bytes.
+ *
+ * Only the types listed in stream_type_allowed() may appear; anything else is
+ * refused when the stream is created, so decoding never meets an unknown
+ * type.  Values larger than CHRONICLE_MAX_VALUE_BYTES and rows larger than
+ * CHRONICLE_MAX_ROW_BYTES are refused at encode time (never truncated).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/float.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "tabplus/rowcodec.h"
+
+#define ROW_HAS_NULLS	0x01
+#define ROW_HEADER_BYTES (sizeof(int64) + 1)
+
+bool
+stream_type_is_time(Oid typid)
+{
+	return typid == TIMESTAMPTZOID || typid == TIMESTAMPOID || typid == INT8OID;
+}
+
+static bool
+stream_type_allowed(Oid typid)
+{
+	switch (typid)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+		case DATEOID:
+		case UUIDOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BYTEAOID:
+		case JSONBOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static StreamAggKind
+stream_type_agg_kind(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return STREAM_AGG_INT;
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			return STREAM_AGG_FLOAT;
+		default:
+			return STREAM_AGG_NONE;
+	}
+}
+
+/*
+ * Build the layout of a stream from its tuple descriptor.  With relname set
+ * the descriptor is being validated for a new stream and every violation is a
+ * user error; without it the layout of an existing stream is derived.
+ */
+StreamLayout *
+stream_layout_build(TupleDesc desc, const char *relname)
+{
+	StreamLayout *layout;
+	int			i;
+	int			nagg = 0;
+
+	if (desc->natts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("stream \"%s\" needs an event time column", relname ? relname : "?"),
+				 errhint("The first column must be the event time: timestamptz, timestamp or bigint, NOT NULL.")));
+
+	layout = palloc0(offsetof(StreamLayout, cols) + sizeof(StreamColumn) * desc->natts);
+	layout->natts = desc->natts;
+	layout->nullbytes = (desc->natts - 1 + 7) / 8;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		StreamColumn *col = &layout->cols[i];
+
+		if (att->attisdropped)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("stream \"%s\" has a dropped column", relname ? relname : "?")));
+
+		if (i == 0)
+		{
+			if (!stream_type_is_time(att->atttypid))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+						 errmsg("the first column of stream \"%s\" must be the event time, not type %s",
+								relname ? relname : "?", format_type_be(att->atttypid)),
+						 errhint("Declare the first column as timestamptz, timestamp or bigint, NOT NULL.")));
+			if (relname && !att->attnotnull)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+						 errmsg("event time column \"%s\" of stream \"%s\" must be NOT NULL",
+								NameStr(att->attname), relname),
+						 errhint("Declare it as \"%s %s NOT NULL\".",
+								 NameStr(att->attname), format_type_be(att->atttypid))));
+			layout->timetype = att->atttypid;
+		}
+		else if (!stream_type_allowed(att->atttypid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of stream \"%s\" has unsupported type %s",
+							NameStr(att->attname), relname ? relname : "?",
+							format_type_be(att->atttypid)),
+					 errhint("Stream columns may be bool, int2, int4, int8, float4, float8, numeric, "
+							 "timestamptz, timestamp, date, uuid, text, varchar, bytea or jsonb.")));
+
+		col->typid = att->atttypid;
+		col->typlen = att->attlen;
+		col->typbyval = att->attbyval;
+		col->name = att->attname;
+		col->agg = (i == 0) ? STREAM_AGG_NONE : stream_type_agg_kind(att->atttypid);
+		col->aggslot = (col->agg != STREAM_AGG_NONE) ? nagg++ : -1;
+	}
+	layout->nagg = nagg;
+	layout->aggkinds = palloc0(sizeof(StreamAggKind) * Max(nagg, 1));
+	for (i = 0; i < desc->natts; i++)
+		if (layout->cols[i].aggslot >= 0)
+			layout->aggkinds[layout->cols[i].aggslot] = layout->cols[i].agg;
+	return layout;
+}
+
+/*
+ * Event time key of a time-column value.  Infinite timestamps have no place
+ * on a time axis and are refused.
+ */
+int64
+row_time_datum_to_key(Oid timetype, Datum value)
+{
+	int64		key = DatumGetInt64(value);
+
+	if (timetype != INT8OID && TIMESTAMP_NOT_FINITE(key))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("event time must be finite"),
+				 errhint("Use a finite %s value for the event time column.",
+						 format_type_be(timetype))));
+	return key;
+}
+
+Datum
+row_time_key_to_datum(Oid timetype, int64 key)
+{
+	return Int64GetDatum(key);
+}
+
+static void
+store_fixed(StringInfo out, const StreamColumn *col, Datum value)
+{
+	if (col->typbyval)
+	{
+		switch (col->typlen)
+		{
+			case 1:
+				{
+					char		v = DatumGetChar(value);
+
+					appendBinaryStringInfo(out, &v, 1);
+					break;
+				}
+			case 2:
+				{
+					int16		v = DatumGetInt16(value);
+
+					appendBinaryStringInfo(out, (char *) &v, 2);
+					break;
+				}
+			case 4:
+				{
+					int32		v = DatumGetInt32(value);
+
+					appendBinaryStringInfo(out, (char *) &v, 4);
+					break;
+				}
+			case 8:
+				{
+					int64		v = DatumGetInt64(value);
+
+					appendBinaryStringInfo(out, (char *) &v, 8);
+					break;
+				}
+			default:
+				elog(ERROR, "unexpected by-value length %d", col->typlen);
+		}
+	}
+	else
+		appendBinaryStringInfo(out, DatumGetPointer(value), col->typlen);
+}
+
+void
+row_encode(const StreamLayout *layout, const Datum *values,
+		   const bool *isnull, StringInfo out)
+{
+	int			start = out->len;
+	int			i;
+	uint8		flags = 0;
+	int64		ts;
+	uint8		bitmap[(MaxTupleAttributeNumber + 7) / 8];
+
+	if (isnull[0])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("event time column \"%s\" must not be NULL",
+						NameStr(layout->cols[0].name)),
+				 errhint("Every event needs an event time.")));
+
+	ts = row_time_datum_to_key(layout->timetype, values[0]);
+
+	memset(bitmap, 0, layout->nullbytes);
+	for (i = 1; i < layout->natts; i++)
+	{
+		if (isnull[i])
+		{
+			bitmap[(i - 1) / 8] |= (uint8) (1 << ((i - 1) % 8));
+			flags |= ROW_HAS_NULLS;
+		}
+	}
+
+	appendBinaryStringInfo(out, (char *) &ts, sizeof(int64));
+	appendBinaryStringInfo(out, (char *) &flags, 1);
+	if (flags & ROW_HAS_NULLS)
+		appendBinaryStringInfo(out, (char *) bitmap, layout->nullbytes);
+
+	for (i = 1; i < layout->natts; i++)
+	{
+		const StreamColumn *col = &layout->cols[i];
+
+		if (isnull[i])
+			continue;
+		if (col->typlen > 0)
+			store_fixed(out, col, values[i]);
+		else
+		{
+			struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(values[i]));
+			Size		len = VARSIZE_ANY_EXHDR(v);
+			uint16		len16;
+
+			if (len > CHRONICLE_MAX_VALUE_BYTES)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("value of column \"%s\" is %zu bytes, more than the limit of %d bytes",
+								NameStr(col->name), len, CHRONICLE_MAX_VALUE_BYTES),
+						 errhint("Stream values are stored inline; store larger payloads in a regular table and reference them.")));
+			len16 = (uint16) len;
+			appendBinaryStringInfo(out, (char *) &len16, sizeof(uint16));
+			appendBinaryStringInfo(out, VARDATA_ANY(v), len);
+			if ((Pointer) v != DatumGetPointer(values[i]))
+				pfree(v);
+		}
+	}
+
+	if (out->len - start > CHRONICLE_MAX_ROW_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event is %d bytes, more than the limit of %d bytes",
+						out->len - start, CHRONICLE_MAX_ROW_BYTES),
+				 errhint("Reduce the size of the variable-length values of the event.")));
+}
+
+static inline bool
+row_att_isnull(const char *row, int attidx)
+{
+	const uint8 *bitmap;
+
+	if (!(((const uint8 *) row)[sizeof(int64)] & ROW_HAS_NULLS))
+		return false;
+	bitmap = (const uint8 *) row + ROW_HEADER_BYTES;
+	return (bitmap[(attidx - 1) / 8] & (1 << ((attidx - 1) % 8))) != 0;
+}
+
+static inline const char *
+row_values_start(const StreamLayout *layout, const char *row)
+{
+	if (((const uint8 *) row)[sizeof(int64)] & ROW_HAS_NULLS)
+		return row + ROW_HEADER_BYTES + layout->nullbytes;
+	return row + ROW_HEADER_BYTES;
+}
+
+static Datum
+fetch_fixed(const StreamColumn *col, const char *p)
+{
+	if (col->typbyval)
+	{
+		switch (col->typlen)
+		{
+			case 1:
+				return CharGetDatum(*p);
+			case 2:
+				{
+					int16		v;
+
+					memcpy(&v, p, 2);
+					return Int16GetDatum(v);
+				}
+			case 4:
+				{
+					int32		v;
+
+					memcpy(&v, p, 4);
+					return Int32GetDatum(v);
+				}
+			case 8:
+				{
+					int64		v;
+
+					memcpy(&v, p, 8);
+					return Int64GetDatum(v);
+				}
+			default:
+				elog(ERROR, "unexpected by-value length %d", col->typlen);
+		}
+	}
+	else
+	{
+		char	   *copy = palloc(col->typlen);
+
+		memcpy(copy, p, col->typlen);
+		return PointerGetDatum(copy);
+	}
+	return (Datum) 0;			/* keep compiler quiet */
+}
+
+/* Decode one event; variable-length values are palloc'd in the current context. */
+void
+row_decode(const StreamLayout *layout, const char *row, Datum *values, bool *isnull)
+{
+	const char *p = row_values_start(layout, row);
+	int			i;
+
+	values[0] = row_time_key_to_datum(layout->timetype, row_get_time(row));
+	isnull[0] = false;
+
+	for (i = 1; i < layout->natts; i++)
+	{
+		const StreamColumn *col = &layout->cols[i];
+
+		if (row_att_isnull(row, i))
+		{
+			values[i] = (Datum) 0;
+			isnull[i] = true;
+			continue;
+		}
+		isnull[i] = false;
+		if (col->typlen > 0)
+		{
+			values[i] = fetch_fixed(col, p);
+			p += col->typlen;
+		}
+		else
+		{
+			uint16		len;
+			struct varlena *v;
+
+			memcpy(&len, p, sizeof(uint16));
+			p += sizeof(uint16);
+			v = palloc(len + VARHDRSZ);
+			SET_VARSIZE(v, len + VARHDRSZ);
+			memcpy(VARDATA(v), p, len);
+			p += len;
+			values[i] = PointerGetDatum(v);
+		}
+	}
+}
+
+Size
+row_length(const StreamLayout *layout, const char *row)
+{
+	const char *p = row_values_start(layout, row);
+	int			i;
+
+	for (i = 1; i < layout->natts; i++)
+	{
+		const StreamColumn *col = &layout->cols[i];
+
+		if (row_att_isnull(row, i))
+			continue;
+		if (col->typlen > 0)
+			p += col->typlen;
+		else
+		{
+			uint16		len;
+
+			memcpy(&len, p, sizeof(uint16));
+			p += sizeof(uint16) + len;
+		}
+	}
+	return p - row;
+}
+
+/* ----------------------------------------------------------------
+ * Event summaries: count, time range and per-column aggregates.
+ * ----------------------------------------------------------------
+ */
+
+Size
+event_summary_size(const StreamLayout *layout)
+{
+	return offsetof(EventSummary, cols) + sizeof(ColumnAgg) * layout->nagg;
+}
+
+void
+event_summary_init(const StreamLayout *layout, EventSummary *sum)
+{
+	int			i;
+
+	sum->count = 0;
+	sum->min_ts = PG_INT64_MAX;
+	sum->max_ts = PG_INT64_MIN;
+	for (i = 0; i < layout->nagg; i++)
+	{
+		ColumnAgg  *c = &sum->cols[i];
+
+		c->count = 0;
+		c->isum = 0;
+		c->fsum = 0;
+		c->imin = PG_INT64_MAX;
+		c->imax = PG_INT64_MIN;
+		c->fmin = get_float8_infinity();
+		c->fmax = -get_float8_infinity();
+	}
+}
+
+/* float8 ordering as PostgreSQL defines it: NaN sorts above everything. */
+static inline bool
+float_less(double a, double b)
+{
+	return float8_lt(a, b);
+}
+
+static inline void
+column_agg_add_float(ColumnAgg *c, double v)
+{
+	if (c->count == 0)
+	{
+		c->fmin = v;
+		c->fmax = v;
+	}
+	else
+	{
+		if (float_less(v, c->fmin))
+			c->fmin = v;
+		if (float_less(c->fmax, v))
+			c->fmax = v;
+	}
+	c->fsum += v;
+	c->count++;
+}
+
+static inline void
+column_agg_add_int(ColumnAgg *c, int64 v)
+{
+	if (v < c->imin)
+		c->imin = v;
+	if (v > c->imax)
+		c->imax = v;
+	c->isum += v;
+	c->count++;
+}
+
+static double
+numeric_payload_to_double(const char *p, uint16 len)
+{
+	union
+	{
+		struct varlena hdr;
+		char		buf[CHRONICLE_MAX_VALUE_BYTES + VARHDRSZ];
+	}			tmp;
+
+	SET_VARSIZE(&tmp.hdr, len + VARHDRSZ);
+	memcpy(tmp.buf + VARHDRSZ, p, len);
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											  PointerGetDatum(&tmp.hdr)));
+}
+
+void
+event_summary_add_row(const StreamLayout *layout, EventSummary *sum, const char *row)
+{
+	const char *p = row_values_start(layout, row);
+	int64		ts = row_get_time(row);
+	int			i;
+
+	sum->count++;
+	if (ts < sum->min_ts)
+		sum->min_ts = ts;
+	if (ts > sum->max_ts)
+		sum->max_ts = ts;
+
+	if (layout->nagg == 0)
+		return;
+
+	for (i = 1; i < layout->natts; i++)
+	{
+		const StreamColumn *col = &layout->cols[i];
+		uint16		len = 0;
+
+		if (row_att_isnull(row, i))
+			continue;
+		if (col->typlen < 0)
+		{
+			memcpy(&len, p, sizeof(uint16));
+			p += sizeof(uint16);
+		}
+		if (col->aggslot >= 0)
+		{
+			ColumnAgg  *c = &sum->cols[col->aggslot];
+
+			switch (col->typid)
+			{
+				case INT2OID:
+					{
+						int16		v;
+
+						memcpy(&v, p, 2);
+						column_agg_add_int(c, v);
+						break;
+					}
+				case INT4OID:
+					{
+						int32		v;
+
+						memcpy(&v, p, 4);
+						column_agg_add_int(c, v);
+						break;
+					}
+				case INT8OID:
+					{
+						int64		v;
+
+						memcpy(&v, p, 8);
+						column_agg_add_int(c, v);
+						break;
+					}
+				case FLOAT4OID:
+					{
+						float4		v;
+
+						memcpy(&v, p, 4);
+						column_agg_add_float(c, (double) v);
+						break;
+					}
+				case FLOAT8OID:
+					{
+						float8		v;
+
+						memcpy(&v, p, 8);
+						column_agg_add_float(c, v);
+						break;
+					}
+				case NUMERICOID:
+					column_agg_add_float(c, numeric_payload_to_double(p, len));
+					break;
+				default:
+					elog(ERROR, "unexpected aggregated type %u", col->typid);
+			}
+		}
+		p += (col->typlen > 0) ? col->typlen : len;
+	}
+}
+
+void
+event_summary_merge(const StreamLayout *layout, EventSummary *into, const EventSummary *from)
+{
+	int			i;
+
+	if (from->count == 0)
+		return;
+	into->count += from->count;
+	if (from->min_ts < into->min_ts)
+		into->min_ts = from->min_ts;
+	if (from->max_ts > into->max_ts)
+		into->max_ts = from->max_ts;
+	for (i = 0; i < layout->nagg; i++)
+	{
+		ColumnAgg  *a = &into->cols[i];
+		const ColumnAgg *b = &from->cols[i];
+
+		if (b->count == 0)
+			continue;
+		if (a->count == 0)
+		{
+			*a = *b;
+			continue;
+		}
+		a->count += b->count;
+		a->isum += b->isum;
+		a->fsum += b->fsum;
+		if (b->imin < a->imin)
+			a->imin = b->imin;
+		if (b->imax > a->imax)
+			a->imax = b->imax;
+		if (float_less(b->fmin, a->fmin))
+			a->fmin = b->fmin;
+		if (float_less(a->fmax, b->fmax))
+			a->fmax = b->fmax;
+	}
+}

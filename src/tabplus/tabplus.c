@@ -1,0 +1,573 @@
+/*-------------------------------------------------------------------------
+ *
+ * tabplus.c
+ *	  The TAB+ tree of one stream: applying sorted batches, reading pages,
+ *	  and O(log n) range aggregates.
+ *
+ * The tree lives in the relation's main fork and is read and written through
+ * shared buffers.  Block 0 is the meta page (root, height, flank leaves,
+ * counters); every other block is a leaf or an internal page (formats in
+ * tabplus_page.c).  The tree is created lazily by the first batch applied,
+ * so an empty stream has no blocks.
+ *
+ * Invariants, true at every WAL record boundary:
+ *	- leaves, read left to right through their next links, hold every event
+ *	  exactly once in (event time, arrival) order;
+ *	- every index entry's count, time range and column aggregates equal those
+ *	  of the events below it; the meta counters equal those of the tree;
+ *	- an event with time t is found by following, at each level, the last
+ *	  entry whose low_key <= t (or the first entry).
+ *
+ * Appending in time order touches only the right flank: a full rightmost
+ * leaf is left full and a new empty leaf is chained after it ("grow right"),
+ * so pages are filled densely.  Older events are inserted in place; a full
+ * leaf or index page is split in half, and the split propagates upward.
+ *
+ * Locking: a stream has one heavyweight lock, the page lock on the meta
+ * block.  Applying a batch holds it in ExclusiveLock; full scans and
+ * aggregates hold it in ShareLock.  So a reader sees a batch entirely or not
+ * at all, and applying never races another apply.  Buffer content locks are
+ * taken on top, one page at a time for readers, and for the pages of one
+ * record at a time by the writer.
+ *
+ * WAL: each step of an apply (insert a run of events into one leaf and add
+ * their aggregate to every entry on the path, or one split cascade) is one
+ * tabplus_xlog.c record covering all its pages, so a crash at any point
+ * leaves a consistent tree.  A batch spans several records; a crash in the
+ * middle of applying a batch can leave a prefix of it applied (see
+ * docs/storage.md: the replicated path resumes it from the Raft log).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "utils/memutils.h"
+
+#include "tabplus/tabplus.h"
+
+typedef struct TreePath
+{
+	int			height;
+	BlockNumber blk[TABPLUS_MAX_HEIGHT];	/* [0] leaf ... [height-1] root */
+	int			idx[TABPLUS_MAX_HEIGHT];	/* [L >= 1]: entry taken at level L */
+	bool		has_hi;
+	int64		hi;				/* events >= hi belong to a later leaf */
+} TreePath;
+
+typedef struct TreeCtx
+{
+	Relation	rel;
+	const StreamLayout *layout;
+	TabPlusWal	wal;
+	MemoryContext stepcxt;		/* reset after every WAL record */
+	Buffer		metabuf;		/* registered meta buffer of this step */
+	TabPlusMeta *meta;			/* its working copy */
+} TreeCtx;
+
+static Size
+layout_rowlen(const void *arg, const char *row)
+{
+	return row_length((const StreamLayout *) arg, row);
+}
+
+static EventSummary *
+summary_alloc(const StreamLayout *layout)
+{
+	EventSummary *s = palloc(event_summary_size(layout));
+
+	event_summary_init(layout, s);
+	return s;
+}
+
+static Buffer
+tree_new_block(Relation rel)
+{
+	Buffer		buf;
+
+	LockRelationForExtension(rel, ExclusiveLock);
+	buf = ReadBuffer(rel, P_NEW);
+	UnlockRelationForExtension(rel, ExclusiveLock);
+	return buf;
+}
+
+/*
+ * Copy a page under a share lock.  Only the meta block may be missing (an
+ * empty stream); every other block number comes from the tree itself.
+ */
+bool
+tabplus_read_page(Relation rel, BlockNumber blkno, char *copy)
+{
+	Buffer		buf;
+
+	if (blkno == TABPLUS_META_BLOCK && RelationGetNumberOfBlocks(rel) == 0)
+		return false;
+	buf = ReadBuffer(rel, blkno);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(copy, BufferGetPage(buf), BLCKSZ);
+	UnlockReleaseBuffer(buf);
+	return true;
+}
+
+/* The meta page contents; false for a stream that has no tree yet. */
+bool
+tabplus_read_meta(Relation rel, TabPlusMeta *meta)
+{
+	PGAlignedBlock page;
+
+	if (!tabplus_read_page(rel, TABPLUS_META_BLOCK, page.data))
+		return false;
+	if (!tabplus_page_is(page.data, TABPLUS_PAGE_META) ||
+		TabPlusPageGetMeta(page.data)->magic != TABPLUS_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stream \"%s\" has an invalid meta page",
+						RelationGetRelationName(rel)),
+				 errhint("The relation was not written by chronicle_raft or is damaged; restore it from a backup.")));
+	*meta = *TabPlusPageGetMeta(page.data);
+	if (meta->version != TABPLUS_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stream \"%s\" has storage version %u, this build reads version %d",
+						RelationGetRelationName(rel), meta->version, TABPLUS_VERSION),
+				 errhint("Install the chronicle_raft version that wrote the stream.")));
+	return true;
+}
+
+/* Begin a step: register the meta page. */
+static void
+step_begin(TreeCtx *ctx)
+{
+	Page		metapage;
+
+	ctx->metabuf = ReadBuffer(ctx->rel, TABPLUS_META_BLOCK);
+	metapage = tabplus_wal_register(&ctx->wal, ctx->metabuf, false);
+	ctx->meta = TabPlusPageGetMeta(metapage);
+}
+
+static void
+step_finish(TreeCtx *ctx)
+{
+	tabplus_wal_finish(&ctx->wal);
+	MemoryContextReset(ctx->stepcxt);
+}
+
+/* Create the meta page and an empty root leaf: one record. */
+static void
+tree_create(TreeCtx *ctx)
+{
+	Buffer		metabuf = tree_new_block(ctx->rel);
+	Buffer		leafbuf;
+	Page		metapage;
+	Page		leafpage;
+	TabPlusMeta *meta;
+
+	if (BufferGetBlockNumber(metabuf) != TABPLUS_META_BLOCK)
+		elog(ERROR, "stream \"%s\" is not empty but has no meta page",
+			 RelationGetRelationName(ctx->rel));
+	leafbuf = tree_new_block(ctx->rel);
+
+	metapage = tabplus_wal_register(&ctx->wal, metabuf, true);
+	leafpage = tabplus_wal_register(&ctx->wal, leafbuf, true);
+	tabplus_page_init(metapage, TABPLUS_PAGE_META, 0);
+	tabplus_page_init(leafpage, TABPLUS_PAGE_LEAF, 0);
+
+	meta = TabPlusPageGetMeta(metapage);
+	memset(meta, 0, sizeof(TabPlusMeta));
+	meta->magic = TABPLUS_MAGIC;
+	meta->version = TABPLUS_VERSION;
+	meta->root = BufferGetBlockNumber(leafbuf);
+	meta->height = 1;
+	meta->leftmost_leaf = meta->root;
+	meta->rightmost_leaf = meta->root;
+	meta->natts = ctx->layout->natts;
+	meta->nagg = ctx->layout->nagg;
+	meta->min_ts = PG_INT64_MAX;
+	meta->max_ts = PG_INT64_MIN;
+	((PageHeader) metapage)->pd_lower =
+		(char *) meta + sizeof(TabPlusMeta) - (char *) metapage;
+	step_finish(ctx);
+}
+
+static void
+tree_descend(TreeCtx *ctx, int64 ts, TreePath *path)
+{
+	const StreamLayout *layout = ctx->layout;
+	PGAlignedBlock page;
+	BlockNumber blk = ctx->meta->root;
+	int			level;
+	TabPlusEntry e;
+
+	e.sum = summary_alloc(layout);
+	path->height = ctx->meta->height;
+	path->has_hi = false;
+	if (path->height > TABPLUS_MAX_HEIGHT)
+		elog(ERROR, "TAB+ tree of \"%s\" is taller than %d levels",
+			 RelationGetRelationName(ctx->rel), TABPLUS_MAX_HEIGHT);
+
+	for (level = path->height - 1; level >= 1; level--)
+	{
+		int			idx;
+
+		if (!tabplus_read_page(ctx->rel, blk, page.data) ||
+			!tabplus_page_is(page.data, TABPLUS_PAGE_INTERNAL))
+			elog(ERROR, "TAB+ block %u of \"%s\" is not an index page",
+				 blk, RelationGetRelationName(ctx->rel));
+		idx = tabplus_internal_route(page.data, layout, ts);
+		path->blk[level] = blk;
+		path->idx[level] = idx;
+		if (idx + 1 < tabplus_internal_nentries(page.data, layout))
+		{
+			tabplus_entry_get(page.data, idx + 1, layout, &e);
+			path->has_hi = true;
+			path->hi = e.low_key;
+		}
+		tabplus_entry_get(page.data, idx, layout, &e);
+		blk = e.child;
+	}
+	path->blk[0] = blk;
+}
+
+static void
+leaf_summary(const StreamLayout *layout, Page page, EventSummary *sum)
+{
+	int			n = tabplus_leaf_nrows(page);
+	int			i;
+
+	event_summary_init(layout, sum);
+	for (i = 0; i < n; i++)
+		event_summary_add_row(layout, sum, tabplus_leaf_row(page, i));
+}
+
+/*
+ * The node at path->blk[level] was split: its entry in the parent now
+ * summarises left_sum, and a new entry (newblk, new_low, right_sum) goes
+ * right after it.  Splits the parent when full, recursively; grows a new
+ * root when the root was split.
+ */
+static void
+propagate_split(TreeCtx *ctx, TreePath *path, int level,
+				EventSummary *left_sum, BlockNumber newblk, int64 new_low,
+				EventSummary *right_sum)
+{
+	const StreamLayout *layout = ctx->layout;
+	TabPlusEntry e;
+	TabPlusEntry newe;
+	Page		parent;
+	int			pidx;
+	int			pn;
+	bool		grow;
+	int			splitpos;
+	Buffer		nbuf;
+	Page		npage;
+	TabPlusPageOpaque popaque;
+	EventSummary *lsum;
+	EventSummary *rsum;
+	EventSummary *scratch;
+
+	newe.child = newblk;
+	newe.low_key = new_low;
+	newe.sum = right_sum;
+
+	if (level == path->height - 1)
+	{
+		Buffer		rootbuf = tree_new_block(ctx->rel);
+		Page		root = tabplus_wal_register(&ctx->wal, rootbuf, true);
+
+		if (path->height + 1 > TABPLUS_MAX_HEIGHT)
+			elog(ERROR, "TAB+ tree of \"%s\" would exceed %d levels",
+				 RelationGetRelationName(ctx->rel), TABPLUS_MAX_HEIGHT);
+		tabplus_page_init(root, TABPLUS_PAGE_INTERNAL, level + 1);
+		e.child = path->blk[level];
+		e.low_key = PG_INT64_MIN;
+		e.sum = left_sum;
+		if (!tabplus_entry_insert(root, 0, layout, &e) ||
+			!tabplus_entry_insert(root, 1, layout, &newe))
+			elog(ERROR, "TAB+ index entry does not fit an empty page");
+		ctx->meta->root = BufferGetBlockNumber(rootbuf);
+		ctx->meta->height++;
+		return;
+	}
+
+	parent = tabplus_wal_register(&ctx->wal, ReadBuffer(ctx->rel, path->blk[level + 1]), false);
+	pidx = path->idx[level + 1];
+	e.sum = summary_alloc(layout);
+	tabplus_entry_get(parent, pidx, layout, &e);
+	e.sum = left_sum;
+	tabplus_entry_put(parent, pidx, layout, &e);
+	if (tabplus_entry_insert(parent, pidx + 1, layout, &newe))
+		return;
+
+	/* the parent is full: split it, or grow the right flank */
+	pn = tabplus_internal_nentries(parent, layout);
+	popaque = TabPlusPageGetOpaque(parent);
+	grow = (popaque->next == InvalidBlockNumber && pidx + 1 == pn);
+	splitpos = grow ? pn : pn / 2;
+
+	nbuf = tree_new_block(ctx->rel);
+	npage = tabplus_wal_register(&ctx->wal, nbuf, true);
+	tabplus_page_init(npage, TABPLUS_PAGE_INTERNAL, level + 1);
+	tabplus_internal_split(parent, npage, splitpos, layout);
+	if (!grow && pidx + 1 <= splitpos)
+	{
+		if (!tabplus_entry_insert(parent, pidx + 1, layout, &newe))
+			elog(ERROR, "TAB+ index split left no room");
+	}
+	else if (!tabplus_entry_insert(npage, pidx + 1 - splitpos, layout, &newe))
+		elog(ERROR, "TAB+ index split left no room");
+
+	TabPlusPageGetOpaque(npage)->next = popaque->next;
+	popaque->next = BufferGetBlockNumber(nbuf);
+
+	lsum = summary_alloc(layout);
+	rsum = summary_alloc(layout);
+	scratch = summary_alloc(layout);
+	tabplus_internal_summary(parent, layout, lsum, scratch);
+	tabplus_internal_summary(npage, layout, rsum, scratch);
+	e.sum = scratch;
+	tabplus_entry_get(npage, 0, layout, &e);
+	propagate_split(ctx, path, level + 1, lsum, BufferGetBlockNumber(nbuf),
+					e.low_key, rsum);
+}
+
+/*
+ * The leaf on path has no room for an event with time next_ts: grow the
+ * right flank (in-order append at the rightmost leaf) or split the leaf.
+ */
+static void
+leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
+{
+	const StreamLayout *layout = ctx->layout;
+	TabPlusPageOpaque opaque = TabPlusPageGetOpaque(leaf);
+	int			n = tabplus_leaf_nrows(leaf);
+	bool		grow;
+	Buffer		nbuf;
+	Page		npage;
+	int64		new_low;
+	EventSummary *lsum = summary_alloc(layout);
+	EventSummary *rsum = summary_alloc(layout);
+
+	grow = (opaque->next == InvalidBlockNumber && n > 0 &&
+			next_ts >= row_get_time(tabplus_leaf_row(leaf, n - 1)));
+	if (!grow && n < 2)
+		elog(ERROR, "TAB+ leaf with %d events cannot be split", n);
+
+	nbuf = tree_new_block(ctx->rel);
+	npage = tabplus_wal_register(&ctx->wal, nbuf, true);
+	tabplus_page_init(npage, TABPLUS_PAGE_LEAF, 0);
+	if (grow)
+		new_low = next_ts;
+	else
+	{
+		tabplus_leaf_split(leaf, npage, n / 2, layout_rowlen, layout);
+		new_low = row_get_time(tabplus_leaf_row(npage, 0));
+	}
+	TabPlusPageGetOpaque(npage)->next = opaque->next;
+	if (opaque->next == InvalidBlockNumber)
+		ctx->meta->rightmost_leaf = BufferGetBlockNumber(nbuf);
+	opaque->next = BufferGetBlockNumber(nbuf);
+
+	leaf_summary(layout, leaf, lsum);
+	leaf_summary(layout, npage, rsum);
+	propagate_split(ctx, path, 0, lsum, BufferGetBlockNumber(nbuf), new_low, rsum);
+}
+
+/*
+ * Apply a batch of events sorted by (time, arrival).  The caller holds the
+ * stream lock in ExclusiveLock.
+ */
+void
+tabplus_apply_batch(Relation rel, const StreamLayout *layout,
+					StagedRow *rows, int64 nrows)
+{
+	TreeCtx		ctx;
+	MemoryContext oldcxt;
+	int64		i = 0;
+
+	if (nrows == 0)
+		return;
+
+	ctx.rel = rel;
+	ctx.layout = layout;
+	ctx.stepcxt = AllocSetContextCreate(CurrentMemoryContext, "TAB+ apply step",
+										ALLOCSET_DEFAULT_SIZES);
+	tabplus_wal_init(&ctx.wal, rel);
+	oldcxt = MemoryContextSwitchTo(ctx.stepcxt);
+
+	if (RelationGetNumberOfBlocks(rel) == 0)
+		tree_create(&ctx);
+
+	while (i < nrows)
+	{
+		TreePath	path;
+		Page		leaf;
+		EventSummary *delta;
+		TabPlusEntry e;
+		int			pos;
+		int			level;
+		TabPlusMeta *meta;
+
+		step_begin(&ctx);
+		meta = ctx.meta;
+		tree_descend(&ctx, rows[i].ts, &path);
+		leaf = tabplus_wal_register(&ctx.wal, ReadBuffer(rel, path.blk[0]), false);
+
+		if (tabplus_leaf_free(leaf) < rows[i].len + sizeof(uint16))
+		{
+			leaf_make_room(&ctx, &path, leaf, rows[i].ts);
+			step_finish(&ctx);
+			continue;
+		}
+
+		delta = summary_alloc(layout);
+		pos = 0;
+		while (i < nrows)
+		{
+			StagedRow  *r = &rows[i];
+
+			if (path.has_hi && r->ts >= path.hi)
+				break;
+			if (tabplus_leaf_free(leaf) < r->len + sizeof(uint16))
+				break;
+			pos = tabplus_leaf_upper_bound(leaf, r->ts, pos);
+			if (!tabplus_leaf_insert(leaf, pos, r->data, r->len))
+				elog(ERROR, "TAB+ leaf insert failed");
+			pos++;
+			event_summary_add_row(layout, delta, r->data);
+			if (meta->count > 0 && r->ts < meta->max_ts)
+				meta->out_of_order++;
+			if (r->ts < meta->min_ts)
+				meta->min_ts = r->ts;
+			if (r->ts > meta->max_ts)
+				meta->max_ts = r->ts;
+			meta->count++;
+			i++;
+		}
+
+		e.sum = summary_alloc(layout);
+		for (level = 1; level < path.height; level++)
+		{
+			Page		node = tabplus_wal_register(&ctx.wal,
+													ReadBuffer(rel, path.blk[level]), false);
+
+			tabplus_entry_get(node, path.idx[level], layout, &e);
+			event_summary_merge(layout, e.sum, delta);
+			tabplus_entry_put(node, path.idx[level], layout, &e);
+		}
+		if (i == nrows)
+			meta->batches++;
+		step_finish(&ctx);
+	}
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(ctx.stepcxt);
+	pfree(ctx.wal.orig);
+	pfree(ctx.wal.work);
+	pfree(ctx.wal.deltas);
+}
+
+/* ------------------------------------------------------------ aggregates */
+
+typedef struct AggWalk
+{
+	Relation	rel;
+	const StreamLayout *layout;
+	bool		has_from;
+	int64		from;
+	bool		has_to;
+	int64		to;
+	EventSummary *result;
+	EventSummary *scratch;
+	int64		pages;
+} AggWalk;
+
+static void
+aggregate_node(AggWalk *walk, BlockNumber blk, int level)
+{
+	PGAlignedBlock *page = palloc(sizeof(PGAlignedBlock));
+	const StreamLayout *layout = walk->layout;
+
+	if (!tabplus_read_page(walk->rel, blk, page->data) ||
+		!tabplus_page_is(page->data, level == 0 ? TABPLUS_PAGE_LEAF : TABPLUS_PAGE_INTERNAL))
+		elog(ERROR, "TAB+ block %u of \"%s\" is not a level %d page",
+			 blk, RelationGetRelationName(walk->rel), level);
+	walk->pages++;
+
+	if (level == 0)
+	{
+		int			n = tabplus_leaf_nrows(page->data);
+		int			pos = walk->has_from ? tabplus_leaf_lower_bound(page->data, walk->from) : 0;
+
+		for (; pos < n; pos++)
+		{
+			char	   *row = tabplus_leaf_row(page->data, pos);
+
+			if (walk->has_to && row_get_time(row) >= walk->to)
+				break;
+			event_summary_add_row(layout, walk->result, row);
+		}
+	}
+	else
+	{
+		int			n = tabplus_internal_nentries(page->data, layout);
+		int			i;
+		TabPlusEntry e;
+
+		e.sum = palloc(event_summary_size(layout));
+		for (i = 0; i < n; i++)
+		{
+			bool		inside;
+			bool		overlaps;
+
+			tabplus_entry_get(page->data, i, layout, &e);
+			if (e.sum->count == 0)
+				continue;
+			inside = (!walk->has_from || e.sum->min_ts >= walk->from) &&
+				(!walk->has_to || e.sum->max_ts < walk->to);
+			overlaps = (!walk->has_from || e.sum->max_ts >= walk->from) &&
+				(!walk->has_to || e.sum->min_ts < walk->to);
+			if (inside)
+				event_summary_merge(layout, walk->result, e.sum);
+			else if (overlaps)
+				aggregate_node(walk, e.child, level - 1);
+		}
+		pfree(e.sum);
+	}
+	pfree(page);
+}
+
+/*
+ * Aggregate the events with from <= time < to (a missing bound is
+ * unbounded) into result, reading O(height) pages: entries wholly inside the
+ * interval contribute their stored aggregates; only entries straddling a
+ * bound are descended.  The caller holds the stream lock in ShareLock.
+ */
+void
+tabplus_aggregate(Relation rel, const StreamLayout *layout,
+				  bool has_from, int64 from, bool has_to, int64 to,
+				  EventSummary *result, int64 *pages_read)
+{
+	TabPlusMeta meta;
+	AggWalk		walk;
+
+	event_summary_init(layout, result);
+	if (pages_read)
+		*pages_read = 0;
+	if (!tabplus_read_meta(rel, &meta) || meta.count == 0)
+		return;
+	if (has_from && has_to && from >= to)
+		return;
+
+	walk.rel = rel;
+	walk.layout = layout;
+	walk.has_from = has_from;
+	walk.from = from;
+	walk.has_to = has_to;
+	walk.to = to;
+	walk.result = result;
+	walk.pages = 1;
+	aggregate_node(&walk, meta.root, meta.height - 1);
+	if (pages_read)
+		*pages_read = walk.pages;
+}

@@ -1,0 +1,173 @@
+/*-------------------------------------------------------------------------
+ *
+ * tabplus.h
+ *	  The TAB+ tree: on-page formats, the page primitives and the tree API.
+ *
+ * See docs/storage.md for the on-disk format and the WAL strategy.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CHRONICLE_TABPLUS_H
+#define CHRONICLE_TABPLUS_H
+
+#include "postgres.h"
+#include "storage/block.h"
+#include "storage/bufpage.h"
+#include "utils/rel.h"
+
+#include "tabplus/rowcodec.h"
+
+#define TABPLUS_MAGIC		0x43485442	/* "CHTB" */
+#define TABPLUS_VERSION		1
+#define TABPLUS_META_BLOCK	0
+#define TABPLUS_MAX_HEIGHT	15
+
+/* page kinds, in TabPlusPageOpaque.flags */
+#define TABPLUS_PAGE_META		0x0001
+#define TABPLUS_PAGE_LEAF		0x0002
+#define TABPLUS_PAGE_INTERNAL	0x0004
+
+/* Special space of every TAB+ page. */
+typedef struct TabPlusPageOpaqueData
+{
+	BlockNumber next;			/* right sibling on the same level */
+	uint16		level;			/* 0 for leaves */
+	uint16		flags;
+	uint32		magic;
+	uint32		reserved;
+} TabPlusPageOpaqueData;
+
+typedef TabPlusPageOpaqueData *TabPlusPageOpaque;
+
+#define TabPlusPageGetOpaque(page) \
+	((TabPlusPageOpaque) PageGetSpecialPointer(page))
+
+/* Contents of the meta page (block 0), right after the page header. */
+typedef struct TabPlusMeta
+{
+	uint32		magic;
+	uint32		version;
+	BlockNumber root;
+	uint32		height;			/* levels; 1 = the root is a leaf */
+	BlockNumber leftmost_leaf;
+	BlockNumber rightmost_leaf;
+	uint32		natts;
+	uint32		nagg;
+	int64		count;			/* events in the tree */
+	int64		min_ts;
+	int64		max_ts;
+	int64		out_of_order;	/* events older than the newest at arrival */
+	int64		batches;		/* batches applied */
+	uint64		applied_index;	/* last replicated log index applied */
+} TabPlusMeta;
+
+#define TabPlusPageGetMeta(page) ((TabPlusMeta *) PageGetContents(page))
+
+/* Fixed part of an index entry; ColumnAgg images follow, one per agg column. */
+typedef struct TabPlusEntryHeader
+{
+	BlockNumber child;
+	uint32		reserved;
+	int64		low_key;		/* routing separator: child's keys are >= */
+	int64		count;
+	int64		min_ts;
+	int64		max_ts;
+} TabPlusEntryHeader;
+
+/* On-page image of one ColumnAgg: 40 bytes, 8-byte fields only. */
+typedef struct TabPlusPackedAgg
+{
+	int64		count;
+	uint64		sum_lo;			/* int128 low half, or the float8 sum bits */
+	int64		sum_hi;			/* int128 high half */
+	int64		min;			/* int64, or float8 bits */
+	int64		max;
+} TabPlusPackedAgg;
+
+#define TABPLUS_ENTRY_SIZE(nagg) \
+	(sizeof(TabPlusEntryHeader) + sizeof(TabPlusPackedAgg) * (nagg))
+
+/* An unpacked index entry. */
+typedef struct TabPlusEntry
+{
+	BlockNumber child;
+	int64		low_key;
+	EventSummary *sum;			/* caller-provided, layout-sized */
+} TabPlusEntry;
+
+/* Length of an encoded row, for page primitives that move rows. */
+typedef Size (*tabplus_rowlen_fn) (const void *arg, const char *row);
+
+/* ---- page primitives (tabplus_page.c; no buffer manager, unit tested) ---- */
+extern void tabplus_page_init(Page page, uint16 flags, uint16 level);
+extern bool tabplus_page_is(Page page, uint16 flags);
+
+extern int	tabplus_leaf_nrows(Page page);
+extern char *tabplus_leaf_row(Page page, int pos);
+extern Size tabplus_leaf_free(Page page);
+extern int	tabplus_leaf_upper_bound(Page page, int64 ts, int start);
+extern int	tabplus_leaf_lower_bound(Page page, int64 ts);
+extern bool tabplus_leaf_insert(Page page, int pos, const char *row, Size len);
+extern void tabplus_leaf_split(Page left, Page right, int splitpos,
+							   tabplus_rowlen_fn rowlen, const void *arg);
+
+extern int	tabplus_internal_nentries(Page page, const StreamLayout *layout);
+extern int	tabplus_internal_capacity(const StreamLayout *layout);
+extern void tabplus_entry_get(Page page, int idx, const StreamLayout *layout,
+							  TabPlusEntry *e);
+extern void tabplus_entry_put(Page page, int idx, const StreamLayout *layout,
+							  const TabPlusEntry *e);
+extern bool tabplus_entry_insert(Page page, int idx, const StreamLayout *layout,
+								 const TabPlusEntry *e);
+extern void tabplus_internal_split(Page left, Page right, int splitpos,
+								   const StreamLayout *layout);
+extern int	tabplus_internal_route(Page page, const StreamLayout *layout, int64 ts);
+extern void tabplus_internal_summary(Page page, const StreamLayout *layout,
+									 EventSummary *sum, EventSummary *scratch);
+
+/* page deltas for WAL (tabplus_page.c) */
+extern Size tabplus_delta_encode(const char *orig, const char *page, char *out);
+extern bool tabplus_delta_apply(char *page, const char *delta, Size len);
+
+/* ---- the tree (tabplus.c; needs the buffer manager) ---- */
+
+/* One event to apply: its time key and its encoded bytes. */
+typedef struct StagedRow
+{
+	int64		ts;
+	const char *data;
+	uint32		len;
+	uint32		seq;			/* arrival order, the tie-break */
+} StagedRow;
+
+extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
+								StagedRow *rows, int64 nrows);
+extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
+extern bool tabplus_read_page(Relation rel, BlockNumber blkno, char *copy);
+extern void tabplus_aggregate(Relation rel, const StreamLayout *layout,
+							  bool has_from, int64 from, bool has_to, int64 to,
+							  EventSummary *result, int64 *pages_read);
+
+/* ---- WAL (tabplus_xlog.c) ---- */
+#define RM_CHRONICLE_ID		213
+#define XLOG_TABPLUS_PAGES	0x10
+#define TABPLUS_WAL_MAX_PAGES 32
+
+typedef struct TabPlusWal
+{
+	Relation	rel;
+	int			npages;
+	Buffer		buffers[TABPLUS_WAL_MAX_PAGES];
+	bool		isnew[TABPLUS_WAL_MAX_PAGES];
+	PGAlignedBlock *orig;		/* TABPLUS_WAL_MAX_PAGES original images */
+	PGAlignedBlock *work;		/* TABPLUS_WAL_MAX_PAGES working copies */
+	char	   *deltas;			/* delta encoding space */
+} TabPlusWal;
+
+extern void tabplus_wal_init(TabPlusWal *w, Relation rel);
+extern Page tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew);
+extern void tabplus_wal_finish(TabPlusWal *w);
+extern void tabplus_wal_release(TabPlusWal *w);
+extern void tabplus_register_rmgr(void);
+
+#endif							/* CHRONICLE_TABPLUS_H */

@@ -1,0 +1,484 @@
+/*-------------------------------------------------------------------------
+ *
+ * tabplus_page.c
+ *	  Page primitives of the TAB+ tree and the page-delta WAL encoding.
+ *
+ * Every TAB+ page uses the standard page layout so that full-page images
+ * compress the hole between pd_lower and pd_upper and so that checksums and
+ * page verification work unchanged:
+ *
+ *	  leaf page:	  header | uint16 row offsets, in (event time, arrival)
+ *					  order, growing up | free | rows, growing down | opaque
+ *	  internal page:  header | fixed-size index entries, in key order | free
+ *					  | opaque
+ *	  meta page:	  header | TabPlusMeta | free | opaque
+ *
+ * A leaf row offset points at an encoded event (rowcodec.c).  An internal
+ * entry is a TabPlusEntryHeader (child, routing low key, count, time range)
+ * followed by one TabPlusPackedAgg per aggregated column.  The routing rule:
+ * an event with time t belongs to the last entry whose low_key <= t, or to
+ * the first entry when none qualifies.  Ties therefore go right, which keeps
+ * equal-time events in arrival order.
+ *
+ * These functions touch only the page image given to them: no buffer
+ * manager, no WAL, no locks.  Callers (tabplus.c) hold the locks and log the
+ * change.  That keeps this file testable without a server (test/unit).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tabplus/tabplus.h"
+
+#define LEAF_OFFSETS(page) ((uint16 *) ((char *) (page) + SizeOfPageHeaderData))
+#define INTERNAL_ENTRY(page, idx, esize) \
+	((char *) (page) + SizeOfPageHeaderData + (Size) (idx) * (esize))
+
+void
+tabplus_page_init(Page page, uint16 flags, uint16 level)
+{
+	TabPlusPageOpaque opaque;
+
+	PageInit(page, BLCKSZ, sizeof(TabPlusPageOpaqueData));
+	opaque = TabPlusPageGetOpaque(page);
+	opaque->next = InvalidBlockNumber;
+	opaque->level = level;
+	opaque->flags = flags;
+	opaque->magic = TABPLUS_MAGIC;
+	opaque->reserved = 0;
+}
+
+bool
+tabplus_page_is(Page page, uint16 flags)
+{
+	PageHeader	hdr = (PageHeader) page;
+
+	if (PageIsNew(page) ||
+		hdr->pd_special != BLCKSZ - MAXALIGN(sizeof(TabPlusPageOpaqueData)))
+		return false;
+	return TabPlusPageGetOpaque(page)->magic == TABPLUS_MAGIC &&
+		(TabPlusPageGetOpaque(page)->flags & flags) != 0;
+}
+
+/* ---------------------------------------------------------------- leaves */
+
+int
+tabplus_leaf_nrows(Page page)
+{
+	return (((PageHeader) page)->pd_lower - SizeOfPageHeaderData) / sizeof(uint16);
+}
+
+char *
+tabplus_leaf_row(Page page, int pos)
+{
+	return (char *) page + LEAF_OFFSETS(page)[pos];
+}
+
+Size
+tabplus_leaf_free(Page page)
+{
+	PageHeader	hdr = (PageHeader) page;
+
+	return hdr->pd_upper - hdr->pd_lower;
+}
+
+/* First position at or after start whose event time is > ts. */
+int
+tabplus_leaf_upper_bound(Page page, int64 ts, int start)
+{
+	int			lo = start;
+	int			hi = tabplus_leaf_nrows(page);
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (row_get_time(tabplus_leaf_row(page, mid)) <= ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* First position whose event time is >= ts. */
+int
+tabplus_leaf_lower_bound(Page page, int64 ts)
+{
+	int			lo = 0;
+	int			hi = tabplus_leaf_nrows(page);
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (row_get_time(tabplus_leaf_row(page, mid)) < ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool
+tabplus_leaf_insert(Page page, int pos, const char *row, Size len)
+{
+	PageHeader	hdr = (PageHeader) page;
+	uint16	   *offsets = LEAF_OFFSETS(page);
+	int			nrows = tabplus_leaf_nrows(page);
+
+	Assert(pos >= 0 && pos <= nrows);
+	if (tabplus_leaf_free(page) < len + sizeof(uint16))
+		return false;
+
+	hdr->pd_upper -= len;
+	memcpy((char *) page + hdr->pd_upper, row, len);
+	if (pos < nrows)
+		memmove(&offsets[pos + 1], &offsets[pos], (nrows - pos) * sizeof(uint16));
+	offsets[pos] = hdr->pd_upper;
+	hdr->pd_lower += sizeof(uint16);
+	return true;
+}
+
+/*
+ * Move the rows at positions >= splitpos of left into the empty leaf right,
+ * and compact left.  The caller links the pages.
+ */
+void
+tabplus_leaf_split(Page left, Page right, int splitpos,
+				   tabplus_rowlen_fn rowlen, const void *arg)
+{
+	PGAlignedBlock copy;
+	PageHeader	hdr = (PageHeader) left;
+	int			nrows = tabplus_leaf_nrows(left);
+	int			i;
+
+	Assert(splitpos >= 0 && splitpos <= nrows);
+	Assert(tabplus_leaf_nrows(right) == 0);
+
+	memcpy(copy.data, left, BLCKSZ);
+	for (i = splitpos; i < nrows; i++)
+	{
+		char	   *row = tabplus_leaf_row(copy.data, i);
+
+		if (!tabplus_leaf_insert(right, i - splitpos, row, rowlen(arg, row)))
+			elog(ERROR, "TAB+ leaf split overflowed the right page");
+	}
+
+	hdr->pd_lower = SizeOfPageHeaderData;
+	hdr->pd_upper = hdr->pd_special;
+	for (i = 0; i < splitpos; i++)
+	{
+		char	   *row = tabplus_leaf_row(copy.data, i);
+
+		if (!tabplus_leaf_insert(left, i, row, rowlen(arg, row)))
+			elog(ERROR, "TAB+ leaf split overflowed the left page");
+	}
+}
+
+/* ------------------------------------------------------------- internals */
+
+int
+tabplus_internal_nentries(Page page, const StreamLayout *layout)
+{
+	return (((PageHeader) page)->pd_lower - SizeOfPageHeaderData) /
+		TABPLUS_ENTRY_SIZE(layout->nagg);
+}
+
+int
+tabplus_internal_capacity(const StreamLayout *layout)
+{
+	return (BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(TabPlusPageOpaqueData))) /
+		TABPLUS_ENTRY_SIZE(layout->nagg);
+}
+
+static void
+pack_agg(StreamAggKind kind, const ColumnAgg *c, TabPlusPackedAgg *p)
+{
+	p->count = c->count;
+	if (kind == STREAM_AGG_INT)
+	{
+		p->sum_lo = (uint64) c->isum;
+		p->sum_hi = (int64) (c->isum >> 64);
+		p->min = c->imin;
+		p->max = c->imax;
+	}
+	else
+	{
+		memcpy(&p->sum_lo, &c->fsum, sizeof(double));
+		p->sum_hi = 0;
+		memcpy(&p->min, &c->fmin, sizeof(double));
+		memcpy(&p->max, &c->fmax, sizeof(double));
+	}
+}
+
+static void
+unpack_agg(StreamAggKind kind, const TabPlusPackedAgg *p, ColumnAgg *c)
+{
+	c->count = p->count;
+	if (kind == STREAM_AGG_INT)
+	{
+		c->isum = (int128) ((uint128) p->sum_lo | ((uint128) (uint64) p->sum_hi << 64));
+		c->imin = p->min;
+		c->imax = p->max;
+		c->fsum = 0;
+		c->fmin = 0;
+		c->fmax = 0;
+	}
+	else
+	{
+		memcpy(&c->fsum, &p->sum_lo, sizeof(double));
+		memcpy(&c->fmin, &p->min, sizeof(double));
+		memcpy(&c->fmax, &p->max, sizeof(double));
+		c->isum = 0;
+		c->imin = 0;
+		c->imax = 0;
+	}
+}
+
+void
+tabplus_entry_get(Page page, int idx, const StreamLayout *layout, TabPlusEntry *e)
+{
+	char	   *p = INTERNAL_ENTRY(page, idx, TABPLUS_ENTRY_SIZE(layout->nagg));
+	TabPlusEntryHeader hdr;
+	int			i;
+
+	memcpy(&hdr, p, sizeof(hdr));
+	e->child = hdr.child;
+	e->low_key = hdr.low_key;
+	e->sum->count = hdr.count;
+	e->sum->min_ts = hdr.min_ts;
+	e->sum->max_ts = hdr.max_ts;
+	p += sizeof(hdr);
+	for (i = 0; i < layout->nagg; i++)
+	{
+		TabPlusPackedAgg packed;
+
+		memcpy(&packed, p, sizeof(packed));
+		unpack_agg(layout->aggkinds[i], &packed, &e->sum->cols[i]);
+		p += sizeof(packed);
+	}
+}
+
+void
+tabplus_entry_put(Page page, int idx, const StreamLayout *layout, const TabPlusEntry *e)
+{
+	char	   *p = INTERNAL_ENTRY(page, idx, TABPLUS_ENTRY_SIZE(layout->nagg));
+	TabPlusEntryHeader hdr;
+	int			i;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.child = e->child;
+	hdr.low_key = e->low_key;
+	hdr.count = e->sum->count;
+	hdr.min_ts = e->sum->min_ts;
+	hdr.max_ts = e->sum->max_ts;
+	memcpy(p, &hdr, sizeof(hdr));
+	p += sizeof(hdr);
+	for (i = 0; i < layout->nagg; i++)
+	{
+		TabPlusPackedAgg packed;
+
+		pack_agg(layout->aggkinds[i], &e->sum->cols[i], &packed);
+		memcpy(p, &packed, sizeof(packed));
+		p += sizeof(packed);
+	}
+}
+
+bool
+tabplus_entry_insert(Page page, int idx, const StreamLayout *layout, const TabPlusEntry *e)
+{
+	PageHeader	hdr = (PageHeader) page;
+	Size		esize = TABPLUS_ENTRY_SIZE(layout->nagg);
+	int			n = tabplus_internal_nentries(page, layout);
+
+	Assert(idx >= 0 && idx <= n);
+	if (n >= tabplus_internal_capacity(layout))
+		return false;
+	if (idx < n)
+		memmove(INTERNAL_ENTRY(page, idx + 1, esize), INTERNAL_ENTRY(page, idx, esize),
+				(n - idx) * esize);
+	hdr->pd_lower += esize;
+	tabplus_entry_put(page, idx, layout, e);
+	return true;
+}
+
+/* Move entries >= splitpos of left to the empty internal page right. */
+void
+tabplus_internal_split(Page left, Page right, int splitpos, const StreamLayout *layout)
+{
+	Size		esize = TABPLUS_ENTRY_SIZE(layout->nagg);
+	int			n = tabplus_internal_nentries(left, layout);
+
+	Assert(splitpos >= 0 && splitpos <= n);
+	Assert(tabplus_internal_nentries(right, layout) == 0);
+	memcpy(INTERNAL_ENTRY(right, 0, esize), INTERNAL_ENTRY(left, splitpos, esize),
+		   (n - splitpos) * esize);
+	((PageHeader) right)->pd_lower += (n - splitpos) * esize;
+	((PageHeader) left)->pd_lower -= (n - splitpos) * esize;
+}
+
+/* Index of the entry an event with time ts belongs to (see file header). */
+int
+tabplus_internal_route(Page page, const StreamLayout *layout, int64 ts)
+{
+	Size		esize = TABPLUS_ENTRY_SIZE(layout->nagg);
+	int			lo = 0;
+	int			hi = tabplus_internal_nentries(page, layout);
+
+	/* find the first entry whose low_key > ts */
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		TabPlusEntryHeader hdr;
+
+		memcpy(&hdr, INTERNAL_ENTRY(page, mid, esize), sizeof(hdr));
+		if (hdr.low_key <= ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 ? lo - 1 : 0;
+}
+
+/* Summary of a whole internal node: the merge of its entries. */
+void
+tabplus_internal_summary(Page page, const StreamLayout *layout,
+						 EventSummary *sum, EventSummary *scratch)
+{
+	int			n = tabplus_internal_nentries(page, layout);
+	int			i;
+	TabPlusEntry e;
+
+	event_summary_init(layout, sum);
+	e.sum = scratch;
+	for (i = 0; i < n; i++)
+	{
+		tabplus_entry_get(page, i, layout, &e);
+		event_summary_merge(layout, sum, e.sum);
+	}
+}
+
+/* ------------------------------------------------------------ page deltas */
+
+/*
+ * A page delta is a list of fragments (uint16 offset, uint16 length, bytes)
+ * that turns the original image into the new one.  Only the new page's
+ * meaningful areas, [0, pd_lower) and [pd_upper, BLCKSZ), are described; a
+ * byte counts as unchanged only if it was also meaningful in the original,
+ * because the hole of the page replaying the record may differ.
+ */
+#define DELTA_MERGE_GAP 8
+
+static char *
+delta_region(const char *orig, const char *page, int start, int end,
+			 int ostart_lo, int oend_lo, int ostart_hi, int oend_hi, char *out)
+{
+	int			i = start;
+
+	while (i < end)
+	{
+		int			run_start;
+		int			run_end;
+		int			same = 0;
+		uint16		off16;
+		uint16		len16;
+
+#define BYTE_SAME(k) ((((k) >= ostart_lo && (k) < oend_lo) || ((k) >= ostart_hi && (k) < oend_hi)) \
+					  && orig[(k)] == page[(k)])
+
+		while (i < end && BYTE_SAME(i))
+			i++;
+		if (i >= end)
+			break;
+		run_start = i;
+		run_end = i;
+		while (i < end)
+		{
+			if (BYTE_SAME(i))
+			{
+				same++;
+				if (same >= DELTA_MERGE_GAP)
+					break;
+			}
+			else
+			{
+				same = 0;
+				run_end = i + 1;
+			}
+			i++;
+		}
+#undef BYTE_SAME
+		off16 = (uint16) run_start;
+		len16 = (uint16) (run_end - run_start);
+		memcpy(out, &off16, sizeof(uint16));
+		memcpy(out + 2, &len16, sizeof(uint16));
+		memcpy(out + 4, page + run_start, len16);
+		out += 4 + len16;
+		i = run_end;
+	}
+	return out;
+}
+
+/*
+ * Encode the delta from orig to page into out (at least BLCKSZ + 64 bytes
+ * of space); returns its length.  orig == NULL means a new (zeroed) page.
+ */
+Size
+tabplus_delta_encode(const char *orig, const char *page, char *out)
+{
+	static const PGAlignedBlock zero;
+	PageHeader	nh = (PageHeader) page;
+	int			olower;
+	int			oupper;
+	char	   *p = out;
+
+	if (orig == NULL)
+	{
+		orig = zero.data;
+		olower = 0;
+		oupper = BLCKSZ;
+	}
+	else
+	{
+		olower = ((PageHeader) orig)->pd_lower;
+		oupper = ((PageHeader) orig)->pd_upper;
+	}
+	if (orig == zero.data)
+	{
+		/* new page: everything meaningful must be written */
+		p = delta_region(orig, page, 0, nh->pd_lower, 0, 0, 0, 0, p);
+		p = delta_region(orig, page, nh->pd_upper, BLCKSZ, 0, 0, 0, 0, p);
+	}
+	else
+	{
+		p = delta_region(orig, page, 0, nh->pd_lower, 0, olower, oupper, BLCKSZ, p);
+		p = delta_region(orig, page, nh->pd_upper, BLCKSZ, 0, olower, oupper, BLCKSZ, p);
+	}
+	return p - out;
+}
+
+/* Apply a delta; false if it is malformed (out-of-page fragment). */
+bool
+tabplus_delta_apply(char *page, const char *delta, Size len)
+{
+	const char *p = delta;
+	const char *end = delta + len;
+
+	while (p < end)
+	{
+		uint16		off16;
+		uint16		len16;
+
+		if (end - p < 4)
+			return false;
+		memcpy(&off16, p, sizeof(uint16));
+		memcpy(&len16, p + 2, sizeof(uint16));
+		p += 4;
+		if ((Size) off16 + len16 > BLCKSZ || end - p < len16)
+			return false;
+		memcpy(page + off16, p, len16);
+		p += len16;
+	}
+	return true;
+}

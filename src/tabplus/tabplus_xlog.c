@@ -1,0 +1,241 @@
+/*-------------------------------------------------------------------------
+ *
+ * tabplus_xlog.c
+ *	  Multi-page atomic changes to TAB+ pages and their WAL resource manager.
+ *
+ * Every change to the tree is one WAL record covering every page it touches
+ * (a leaf, the index entries on its path and the meta page, or all pages of
+ * a split cascade), so the tree and its aggregates are consistent at every
+ * record boundary: crash recovery never sees a leaf whose parent aggregates
+ * disagree with it.  Generic WAL would do, but it caps a record at four
+ * pages, fewer than a split cascade of a tall tree needs; this resource
+ * manager (id RM_CHRONICLE_ID) takes up to TABPLUS_WAL_MAX_PAGES.
+ *
+ * Protocol, as with generic WAL: tabplus_wal_register() exclusive-locks a
+ * buffer and hands back a private working copy; all edits go to copies; an
+ * ERROR before tabplus_wal_finish() leaves shared buffers untouched.
+ * tabplus_wal_finish() copies the images in, dirties the buffers and writes
+ * one record whose per-page data is a delta (tabplus_page.c) inside a
+ * critical section, then releases the buffers.
+ *
+ * Record layout: per registered block, block data = uint8 is_new, then the
+ * delta fragments.  Pages marked is_new are registered REGBUF_WILL_INIT and
+ * replayed onto a zeroed page.  The library must be preloaded
+ * (shared_preload_libraries) so that the startup process can replay these
+ * records; the rmgr is registered from _PG_init.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/bufmask.h"
+#include "access/xlog_internal.h"
+#include "access/xloginsert.h"
+#include "access/xlogreader.h"
+#include "access/xlogutils.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "utils/memutils.h"
+
+#include "tabplus/tabplus.h"
+
+#define DELTA_SPACE (BLCKSZ + 64)
+
+void
+tabplus_wal_init(TabPlusWal *w, Relation rel)
+{
+	w->rel = rel;
+	w->npages = 0;
+	w->orig = palloc(sizeof(PGAlignedBlock) * TABPLUS_WAL_MAX_PAGES);
+	w->work = palloc(sizeof(PGAlignedBlock) * TABPLUS_WAL_MAX_PAGES);
+	w->deltas = palloc(DELTA_SPACE * TABPLUS_WAL_MAX_PAGES);
+}
+
+/*
+ * Register a pinned buffer for modification: lock it and return a working
+ * copy.  A buffer registered twice returns the same copy.  For a new page the
+ * copy starts zeroed and the caller initialises it.
+ */
+Page
+tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew)
+{
+	int			i;
+
+	for (i = 0; i < w->npages; i++)
+	{
+		if (w->buffers[i] == buf)
+		{
+			ReleaseBuffer(buf);	/* the caller's extra pin */
+			return (Page) w->work[i].data;
+		}
+	}
+	if (w->npages >= TABPLUS_WAL_MAX_PAGES)
+		elog(ERROR, "TAB+ change touches more than %d pages", TABPLUS_WAL_MAX_PAGES);
+
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	i = w->npages++;
+	w->buffers[i] = buf;
+	w->isnew[i] = isnew;
+	if (isnew)
+	{
+		memset(w->orig[i].data, 0, BLCKSZ);
+		memset(w->work[i].data, 0, BLCKSZ);
+	}
+	else
+	{
+		memcpy(w->orig[i].data, BufferGetPage(buf), BLCKSZ);
+		memcpy(w->work[i].data, BufferGetPage(buf), BLCKSZ);
+	}
+	return (Page) w->work[i].data;
+}
+
+/* Drop all registrations without changing anything. */
+void
+tabplus_wal_release(TabPlusWal *w)
+{
+	int			i;
+
+	for (i = 0; i < w->npages; i++)
+		UnlockReleaseBuffer(w->buffers[i]);
+	w->npages = 0;
+}
+
+void
+tabplus_wal_finish(TabPlusWal *w)
+{
+	bool		needwal = RelationNeedsWAL(w->rel);
+	Size		dlen[TABPLUS_WAL_MAX_PAGES];
+	int			i;
+
+	if (w->npages == 0)
+		return;
+
+	if (needwal)
+	{
+		for (i = 0; i < w->npages; i++)
+		{
+			char	   *d = w->deltas + i * DELTA_SPACE;
+
+			d[0] = w->isnew[i] ? 1 : 0;
+			dlen[i] = 1 + tabplus_delta_encode(w->isnew[i] ? NULL : w->orig[i].data,
+											   w->work[i].data, d + 1);
+		}
+		XLogEnsureRecordSpace(w->npages - 1, w->npages + 1);
+	}
+
+	START_CRIT_SECTION();
+	for (i = 0; i < w->npages; i++)
+	{
+		memcpy(BufferGetPage(w->buffers[i]), w->work[i].data, BLCKSZ);
+		MarkBufferDirty(w->buffers[i]);
+	}
+	if (needwal)
+	{
+		XLogRecPtr	lsn;
+		uint16		npages = (uint16) w->npages;
+
+		XLogBeginInsert();
+		XLogRegisterData((char *) &npages, sizeof(npages));
+		for (i = 0; i < w->npages; i++)
+		{
+			XLogRegisterBuffer(i, w->buffers[i],
+							   REGBUF_STANDARD | (w->isnew[i] ? REGBUF_WILL_INIT : 0));
+			XLogRegisterBufData(i, w->deltas + i * DELTA_SPACE, dlen[i]);
+		}
+		lsn = XLogInsert(RM_CHRONICLE_ID, XLOG_TABPLUS_PAGES);
+		for (i = 0; i < w->npages; i++)
+			PageSetLSN(BufferGetPage(w->buffers[i]), lsn);
+	}
+	END_CRIT_SECTION();
+
+	tabplus_wal_release(w);
+}
+
+/* ------------------------------------------------------------------ redo */
+
+static void
+tabplus_redo(XLogReaderState *record)
+{
+	uint8		info = XLogRecGetInfo(record) & ~XLR_INFO_MASK;
+	XLogRecPtr	lsn = record->EndRecPtr;
+	int			block_id;
+
+	if (info != XLOG_TABPLUS_PAGES)
+		elog(PANIC, "chronicle_raft redo: unknown record type %u", info);
+
+	for (block_id = 0; block_id <= XLogRecMaxBlockId(record); block_id++)
+	{
+		Buffer		buf;
+		XLogRedoAction action;
+		Size		len;
+		char	   *data;
+
+		if (!XLogRecHasBlockRef(record, block_id))
+			continue;
+		data = XLogRecGetBlockData(record, block_id, &len);
+		if (data == NULL || len < 1)
+			elog(PANIC, "chronicle_raft redo: block %d has no data", block_id);
+
+		if (data[0])
+		{
+			buf = XLogInitBufferForRedo(record, block_id);
+			action = BLK_NEEDS_REDO;
+		}
+		else
+			action = XLogReadBufferForRedo(record, block_id, &buf);
+
+		if (action == BLK_NEEDS_REDO)
+		{
+			Page		page = BufferGetPage(buf);
+
+			if (!tabplus_delta_apply(page, data + 1, len - 1))
+				elog(PANIC, "chronicle_raft redo: malformed page delta");
+			PageSetLSN(page, lsn);
+			MarkBufferDirty(buf);
+		}
+		if (BufferIsValid(buf))
+			UnlockReleaseBuffer(buf);
+	}
+}
+
+static void
+tabplus_desc(StringInfo buf, XLogReaderState *record)
+{
+	uint16		npages;
+
+	memcpy(&npages, XLogRecGetData(record), sizeof(npages));
+	appendStringInfo(buf, "pages %u", npages);
+}
+
+static const char *
+tabplus_identify(uint8 info)
+{
+	if ((info & ~XLR_INFO_MASK) == XLOG_TABPLUS_PAGES)
+		return "TABPLUS_PAGES";
+	return NULL;
+}
+
+static void
+tabplus_mask(char *pagedata, BlockNumber blkno)
+{
+	mask_page_lsn_and_checksum(pagedata);
+	mask_page_hint_bits(pagedata);
+	mask_unused_space(pagedata);
+}
+
+static RmgrData tabplus_rmgr = {
+	.rm_name = "chronicle_raft",
+	.rm_redo = tabplus_redo,
+	.rm_desc = tabplus_desc,
+	.rm_identify = tabplus_identify,
+	.rm_startup = NULL,
+	.rm_cleanup = NULL,
+	.rm_mask = tabplus_mask,
+	.rm_decode = NULL
+};
+
+void
+tabplus_register_rmgr(void)
+{
+	RegisterCustomRmgr(RM_CHRONICLE_ID, &tabplus_rmgr);
+}
