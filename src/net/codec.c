@@ -296,7 +296,8 @@ codec_validate_raft_msg(const raft_message *m)
 			rc = validate_conf(&m->snapshot.meta.conf);
 			if (rc != CODEC_OK)
 				return rc;
-			if (m->snapshot.meta.term > m->term)
+			/* index 0 is the empty log: nothing a snapshot could cover */
+			if (m->snapshot.meta.index == 0 || m->snapshot.meta.term > m->term)
 				return CODEC_ERR_RANGE;
 			if (m->snapshot.len > 0 && m->snapshot.data == NULL)
 				return CODEC_ERR_INVALID;

@@ -332,7 +332,7 @@ random_message(raft_message *m, raft_message_type type)
 	else if (type == RAFT_MSG_SNAPSHOT)
 	{
 		random_conf(&m->snapshot.meta.conf);
-		m->snapshot.meta.index = rnd_varied();
+		m->snapshot.meta.index = rnd_nonzero();
 		m->snapshot.meta.term = rnd_range(0, m->term);
 		m->snapshot.len = (rnd() % 4 == 0) ? 0 : rnd_below(4096);
 		m->snapshot.data = m->snapshot.len > 0 ? gen_data : NULL;
@@ -914,6 +914,9 @@ test_encode_rejects_invalid(void)
 	if (m.term != UINT64_MAX)
 		EXPECT_ENCODE(&m, CODEC_ERR_RANGE);
 	random_message(&m, RAFT_MSG_SNAPSHOT);
+	m.snapshot.meta.index = 0;
+	EXPECT_ENCODE(&m, CODEC_ERR_RANGE);
+	random_message(&m, RAFT_MSG_SNAPSHOT);
 	m.snapshot.len = 5;
 	m.snapshot.data = NULL;
 	EXPECT_ENCODE(&m, CODEC_ERR_INVALID);
@@ -1328,6 +1331,8 @@ test_hostile_wellformed(void)
 	pr.snapshot = &ps;
 	EXPECT_DECODE(CODEC_ERR_MALFORMED);
 	ps.meta = &pmeta;
+	EXPECT_DECODE(CODEC_ERR_RANGE); /* index 0 */
+	pmeta.index = 5;
 	EXPECT_DECODE(CODEC_OK);	/* no conf: empty membership */
 	pmeta.conf = &pconf;
 	pconf.voters = ids;
