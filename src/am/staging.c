@@ -128,6 +128,13 @@ staging_add_slot(Relation rel, TupleTableSlot *slot)
 	SubTransactionId subxid = GetCurrentSubTransactionId();
 	StagedRow  *row;
 
+	/*
+	 * The transaction needs an XID: without one, COMMIT writes no commit
+	 * record and does not flush WAL, so the stream's WAL records of this
+	 * batch would only reach disk asynchronously.
+	 */
+	(void) GetTopTransactionId();
+
 	if (!encode_buf_ready)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);

@@ -18,9 +18,10 @@
  * one record whose per-page data is a delta (tabplus_page.c) inside a
  * critical section, then releases the buffers.
  *
- * Record layout: per registered block, block data = uint8 is_new, then the
- * delta fragments.  Pages marked is_new are registered REGBUF_WILL_INIT and
- * replayed onto a zeroed page.  The library must be preloaded
+ * Record layout: main data = uint16 number of pages; per changed page, block
+ * data = its delta fragments (absent when the page is logged as a full-page
+ * image).  New pages are registered REGBUF_WILL_INIT and replayed onto a
+ * zeroed page.  Registered pages that did not change are left out.  The library must be preloaded
  * (shared_preload_libraries) so that the startup process can replay these
  * records; the rmgr is registered from _PG_init.
  *
@@ -105,46 +106,60 @@ tabplus_wal_finish(TabPlusWal *w)
 {
 	bool		needwal = RelationNeedsWAL(w->rel);
 	Size		dlen[TABPLUS_WAL_MAX_PAGES];
+	bool		changed[TABPLUS_WAL_MAX_PAGES];
+	int			nchanged = 0;
 	int			i;
 
 	if (w->npages == 0)
 		return;
 
-	if (needwal)
+	for (i = 0; i < w->npages; i++)
 	{
-		for (i = 0; i < w->npages; i++)
-		{
-			char	   *d = w->deltas + i * DELTA_SPACE;
-
-			d[0] = w->isnew[i] ? 1 : 0;
-			dlen[i] = 1 + tabplus_delta_encode(w->isnew[i] ? NULL : w->orig[i].data,
-											   w->work[i].data, d + 1);
-		}
-		XLogEnsureRecordSpace(w->npages - 1, w->npages + 1);
+		dlen[i] = tabplus_delta_encode(w->isnew[i] ? NULL : w->orig[i].data,
+									   w->work[i].data, w->deltas + i * DELTA_SPACE);
+		changed[i] = w->isnew[i] || dlen[i] > 0;
+		if (changed[i])
+			nchanged++;
 	}
+	if (nchanged == 0)
+	{
+		tabplus_wal_release(w);
+		return;
+	}
+	if (needwal)
+		XLogEnsureRecordSpace(w->npages - 1, w->npages + 1);
 
 	START_CRIT_SECTION();
 	for (i = 0; i < w->npages; i++)
 	{
+		if (!changed[i])
+			continue;
 		memcpy(BufferGetPage(w->buffers[i]), w->work[i].data, BLCKSZ);
 		MarkBufferDirty(w->buffers[i]);
 	}
 	if (needwal)
 	{
 		XLogRecPtr	lsn;
-		uint16		npages = (uint16) w->npages;
+		uint16		npages = (uint16) nchanged;
+		int			block_id = 0;
 
 		XLogBeginInsert();
 		XLogRegisterData((char *) &npages, sizeof(npages));
 		for (i = 0; i < w->npages; i++)
 		{
-			XLogRegisterBuffer(i, w->buffers[i],
+			if (!changed[i])
+				continue;
+			XLogRegisterBuffer(block_id, w->buffers[i],
 							   REGBUF_STANDARD | (w->isnew[i] ? REGBUF_WILL_INIT : 0));
-			XLogRegisterBufData(i, w->deltas + i * DELTA_SPACE, dlen[i]);
+			/* not logged when the page goes in as a full-page image */
+			if (dlen[i] > 0)
+				XLogRegisterBufData(block_id, w->deltas + i * DELTA_SPACE, dlen[i]);
+			block_id++;
 		}
 		lsn = XLogInsert(RM_CHRONICLE_ID, XLOG_TABPLUS_PAGES);
 		for (i = 0; i < w->npages; i++)
-			PageSetLSN(BufferGetPage(w->buffers[i]), lsn);
+			if (changed[i])
+				PageSetLSN(BufferGetPage(w->buffers[i]), lsn);
 	}
 	END_CRIT_SECTION();
 
@@ -167,16 +182,11 @@ tabplus_redo(XLogReaderState *record)
 	{
 		Buffer		buf;
 		XLogRedoAction action;
-		Size		len;
-		char	   *data;
 
 		if (!XLogRecHasBlockRef(record, block_id))
 			continue;
-		data = XLogRecGetBlockData(record, block_id, &len);
-		if (data == NULL || len < 1)
-			elog(PANIC, "chronicle_raft redo: block %d has no data", block_id);
 
-		if (data[0])
+		if (XLogRecGetBlock(record, block_id)->flags & BKPBLOCK_WILL_INIT)
 		{
 			buf = XLogInitBufferForRedo(record, block_id);
 			action = BLK_NEEDS_REDO;
@@ -187,8 +197,10 @@ tabplus_redo(XLogReaderState *record)
 		if (action == BLK_NEEDS_REDO)
 		{
 			Page		page = BufferGetPage(buf);
+			Size		len = 0;
+			char	   *data = XLogRecGetBlockData(record, block_id, &len);
 
-			if (!tabplus_delta_apply(page, data + 1, len - 1))
+			if (len > 0 && !tabplus_delta_apply(page, data, len))
 				elog(PANIC, "chronicle_raft redo: malformed page delta");
 			PageSetLSN(page, lsn);
 			MarkBufferDirty(buf);
