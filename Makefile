@@ -21,13 +21,14 @@ OBJS = \
 	src/am/stream_am.o \
 	src/am/staging.o \
 	src/am/guard.o \
+	src/am/timescan.o \
 	src/sql/aggregate.o \
 	src/sql/insert_json.o
 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK =
 
-REGRESS = setup streams types errors transactions aggregates insert_json ddl
+REGRESS = setup streams types errors transactions aggregates insert_json ddl timescan
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
 PG_CONFIG ?= pg_config

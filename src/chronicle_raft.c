@@ -16,6 +16,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 
 #include "am/stream.h"
 #include "tabplus/tabplus.h"
@@ -36,4 +37,6 @@ _PG_init(void)
 	tabplus_register_rmgr();
 	staging_register_callbacks();
 	guard_install_hooks();
+	timescan_install_hooks();
+	MarkGUCPrefixReserved("chronicle_raft");
 }

@@ -9,6 +9,7 @@
 #define CHRONICLE_STREAM_H
 
 #include "postgres.h"
+#include "access/relscan.h"
 #include "executor/tuptable.h"
 #include "utils/rel.h"
 
@@ -21,6 +22,8 @@ extern Relation stream_open(Oid relid, LOCKMODE lockmode);
 extern void stream_lock(Relation rel, bool exclusive);
 extern void stream_unlock(Relation rel, bool exclusive);
 extern StreamLayout *stream_layout(Relation rel);
+extern void stream_scan_set_range(TableScanDesc sscan, bool has_lo, int64 lo,
+								  bool has_hi, int64 hi, bool empty);
 
 /* staging.c */
 extern void staging_add_slot(Relation rel, TupleTableSlot *slot);
@@ -29,5 +32,8 @@ extern void staging_register_callbacks(void);
 
 /* guard.c */
 extern void guard_install_hooks(void);
+
+/* timescan.c */
+extern void timescan_install_hooks(void);
 
 #endif							/* CHRONICLE_STREAM_H */

@@ -65,6 +65,13 @@ typedef struct StreamScanDescData
 	BlockNumber cur_leaf;
 	int			pos;
 	int			nrows;
+	/* optional event-time range [lo, hi], both inclusive (timescan.c) */
+	bool		has_lo;
+	bool		has_hi;
+	bool		empty_range;
+	bool		seek_lo;		/* position the first leaf at lo */
+	int64		lo;
+	int64		hi;
 	MemoryContext rowcxt;		/* decoded values of the current row */
 	PGAlignedBlock page;		/* copy of the current leaf */
 } StreamScanDescData;
@@ -172,6 +179,26 @@ stream_scan_begin(Relation relation, Snapshot snapshot, int nkeys,
 	return (TableScanDesc) scan;
 }
 
+/*
+ * Restrict a scan that has not started to events with lo <= time <= hi
+ * (each bound optional).  The scan starts at the leaf found by descending
+ * the tree and stops at the first later event, so it reads O(log n + k)
+ * pages for k matching events.
+ */
+void
+stream_scan_set_range(TableScanDesc sscan, bool has_lo, int64 lo,
+					  bool has_hi, int64 hi, bool empty)
+{
+	StreamScanDesc scan = (StreamScanDesc) sscan;
+
+	Assert(!scan->started);
+	scan->has_lo = has_lo;
+	scan->lo = lo;
+	scan->has_hi = has_hi;
+	scan->hi = hi;
+	scan->empty_range = empty || (has_lo && has_hi && lo > hi);
+}
+
 static void
 stream_scan_release_lock(StreamScanDesc scan)
 {
@@ -201,6 +228,7 @@ stream_scan_rescan(TableScanDesc sscan, ScanKey key, bool set_params,
 
 	stream_scan_release_lock(scan);
 	scan->started = false;
+	scan->seek_lo = false;
 	scan->pos = 0;
 	scan->nrows = 0;
 	scan->next_leaf = InvalidBlockNumber;
@@ -238,10 +266,23 @@ stream_scan_getnextslot(TableScanDesc sscan, ScanDirection direction,
 		TabPlusMeta meta;
 
 		scan->started = true;
+		if (scan->empty_range)
+		{
+			ExecClearTuple(slot);
+			return false;
+		}
 		stream_lock(rel, false);
 		scan->locked = true;
 		if (tabplus_read_meta(rel, &meta))
+		{
 			scan->next_leaf = meta.leftmost_leaf;
+			if (scan->has_lo && scan->lo > PG_INT64_MIN)
+			{
+				/* the insertion point of lo - 1 precedes every event >= lo */
+				scan->next_leaf = tabplus_find_leaf(rel, scan->layout, &meta, scan->lo - 1);
+				scan->seek_lo = true;
+			}
+		}
 	}
 
 	for (;;)
@@ -249,6 +290,14 @@ stream_scan_getnextslot(TableScanDesc sscan, ScanDirection direction,
 		CHECK_FOR_INTERRUPTS();
 		if (scan->pos < scan->nrows)
 		{
+			if (scan->has_hi &&
+				row_get_time(tabplus_leaf_row(scan->page.data, scan->pos)) > scan->hi)
+			{
+				/* events are in time order: nothing further matches */
+				scan->nrows = 0;
+				scan->next_leaf = InvalidBlockNumber;
+				continue;
+			}
 			stream_store_row(scan, slot);
 			return true;
 		}
@@ -266,6 +315,11 @@ stream_scan_getnextslot(TableScanDesc sscan, ScanDirection direction,
 		scan->next_leaf = TabPlusPageGetOpaque(scan->page.data)->next;
 		scan->nrows = tabplus_leaf_nrows(scan->page.data);
 		scan->pos = 0;
+		if (scan->seek_lo)
+		{
+			scan->pos = tabplus_leaf_lower_bound(scan->page.data, scan->lo);
+			scan->seek_lo = false;
+		}
 	}
 }
 

@@ -49,72 +49,16 @@ arg_relid(FunctionCallInfo fcinfo)
 	return PG_GETARG_OID(0);
 }
 
-/* Convert a bound of any accepted type to the stream's time key. */
-static int64
-bound_to_key(Oid timetype, Oid argtype, Datum value)
-{
-	if (argtype == TEXTOID || argtype == UNKNOWNOID || argtype == VARCHAROID)
-	{
-		char	   *str = (argtype == UNKNOWNOID) ? DatumGetCString(value) : TextDatumGetCString(value);
-		Oid			typinput;
-		Oid			typioparam;
-
-		getTypeInputInfo(timetype, &typinput, &typioparam);
-		return DatumGetInt64(OidInputFunctionCall(typinput, str, typioparam, -1));
-	}
-	if (timetype == INT8OID)
-	{
-		switch (argtype)
-		{
-			case INT8OID:
-				return DatumGetInt64(value);
-			case INT4OID:
-				return DatumGetInt32(value);
-			case INT2OID:
-				return DatumGetInt16(value);
-			default:
-				break;
-		}
-	}
-	else
-	{
-		switch (argtype)
-		{
-			case TIMESTAMPTZOID:
-				if (timetype == TIMESTAMPOID)
-					return DatumGetInt64(DirectFunctionCall1(timestamptz_timestamp, value));
-				return DatumGetInt64(value);
-			case TIMESTAMPOID:
-				if (timetype == TIMESTAMPTZOID)
-					return DatumGetInt64(DirectFunctionCall1(timestamp_timestamptz, value));
-				return DatumGetInt64(value);
-			case DATEOID:
-				if (timetype == TIMESTAMPTZOID)
-					return DatumGetInt64(DirectFunctionCall1(date_timestamptz, value));
-				return DatumGetInt64(DirectFunctionCall1(date_timestamp, value));
-			default:
-				break;
-		}
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("a bound of type %s does not fit event time type %s",
-					format_type_be(argtype), format_type_be(timetype)),
-			 errhint("Pass bounds of the stream's event time type (%s) or as text literals.",
-					 format_type_be(timetype))));
-	return 0;					/* keep compiler quiet */
-}
-
 static void
 read_bounds(FunctionCallInfo fcinfo, const StreamLayout *layout,
 			bool *has_from, int64 *from, bool *has_to, int64 *to)
 {
 	*has_from = !PG_ARGISNULL(2);
 	*has_to = !PG_ARGISNULL(3);
-	*from = *has_from ? bound_to_key(layout->timetype,
+	*from = *has_from ? row_time_value_to_key(layout->timetype,
 									 get_fn_expr_argtype(fcinfo->flinfo, 2),
 									 PG_GETARG_DATUM(2)) : 0;
-	*to = *has_to ? bound_to_key(layout->timetype,
+	*to = *has_to ? row_time_value_to_key(layout->timetype,
 								 get_fn_expr_argtype(fcinfo->flinfo, 3),
 								 PG_GETARG_DATUM(3)) : 0;
 	if (*has_from && *has_to && *from > *to)
@@ -257,10 +201,10 @@ chronicle_aggregate_pages_read(PG_FUNCTION_ARGS)
 	EventSummary *sum = palloc(event_summary_size(layout));
 
 	if (has_from)
-		from = bound_to_key(layout->timetype, get_fn_expr_argtype(fcinfo->flinfo, 1),
+		from = row_time_value_to_key(layout->timetype, get_fn_expr_argtype(fcinfo->flinfo, 1),
 							PG_GETARG_DATUM(1));
 	if (has_to)
-		to = bound_to_key(layout->timetype, get_fn_expr_argtype(fcinfo->flinfo, 2),
+		to = row_time_value_to_key(layout->timetype, get_fn_expr_argtype(fcinfo->flinfo, 2),
 						  PG_GETARG_DATUM(2));
 	aggregate_range(rel, layout, has_from, from, has_to, to, sum, &pages);
 	relation_close(rel, AccessShareLock);

@@ -33,6 +33,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/float.h"
 #include "utils/lsyscache.h"
@@ -183,6 +184,76 @@ row_time_datum_to_key(Oid timetype, Datum value)
 				 errhint("Use a finite %s value for the event time column.",
 						 format_type_be(timetype))));
 	return key;
+}
+
+/*
+ * Time key of a value compared with the event time: a value of the time type
+ * itself, a text literal parsed as the time type, a smaller integer for
+ * bigint streams, or another date/time type converted the way PostgreSQL's
+ * cross-type comparison operators convert it.  Anything else is an error.
+ */
+int64
+row_time_value_to_key(Oid timetype, Oid valtype, Datum value)
+{
+	if (valtype == TEXTOID || valtype == UNKNOWNOID || valtype == VARCHAROID)
+	{
+		char	   *str = (valtype == UNKNOWNOID) ? DatumGetCString(value) : TextDatumGetCString(value);
+		Oid			typinput;
+		Oid			typioparam;
+
+		getTypeInputInfo(timetype, &typinput, &typioparam);
+		return DatumGetInt64(OidInputFunctionCall(typinput, str, typioparam, -1));
+	}
+	if (timetype == INT8OID)
+	{
+		switch (valtype)
+		{
+			case INT8OID:
+				return DatumGetInt64(value);
+			case INT4OID:
+				return DatumGetInt32(value);
+			case INT2OID:
+				return DatumGetInt16(value);
+			default:
+				break;
+		}
+	}
+	else
+	{
+		switch (valtype)
+		{
+			case TIMESTAMPTZOID:
+				if (timetype == TIMESTAMPOID)
+					return DatumGetInt64(DirectFunctionCall1(timestamptz_timestamp, value));
+				return DatumGetInt64(value);
+			case TIMESTAMPOID:
+				if (timetype == TIMESTAMPTZOID)
+					return DatumGetInt64(DirectFunctionCall1(timestamp_timestamptz, value));
+				return DatumGetInt64(value);
+			case DATEOID:
+				if (timetype == TIMESTAMPTZOID)
+					return DatumGetInt64(DirectFunctionCall1(date_timestamptz, value));
+				return DatumGetInt64(DirectFunctionCall1(date_timestamp, value));
+			default:
+				break;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("a bound of type %s does not fit event time type %s",
+					format_type_be(valtype), format_type_be(timetype)),
+			 errhint("Pass bounds of the stream's event time type (%s) or as text literals.",
+					 format_type_be(timetype))));
+	return 0;					/* keep compiler quiet */
+}
+
+/* Whether row_time_value_to_key() accepts values of type valtype. */
+bool
+row_time_value_type_ok(Oid timetype, Oid valtype)
+{
+	if (timetype == INT8OID)
+		return valtype == INT8OID || valtype == INT4OID || valtype == INT2OID;
+	return valtype == TIMESTAMPTZOID || valtype == TIMESTAMPOID || valtype == DATEOID;
 }
 
 Datum

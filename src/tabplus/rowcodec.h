@@ -79,6 +79,8 @@ extern bool stream_type_is_time(Oid typid);
 
 extern int64 row_time_datum_to_key(Oid timetype, Datum value);
 extern Datum row_time_key_to_datum(Oid timetype, int64 key);
+extern int64 row_time_value_to_key(Oid timetype, Oid valtype, Datum value);
+extern bool row_time_value_type_ok(Oid timetype, Oid valtype);
 
 extern void row_encode(const StreamLayout *layout, const Datum *values,
 					   const bool *isnull, StringInfo out);

@@ -467,6 +467,33 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 	pfree(ctx.wal.deltas);
 }
 
+/*
+ * The leaf where an event with time ts would be inserted: every event before
+ * that position has a time <= ts, every event after it a time > ts.  The
+ * caller holds the stream lock.
+ */
+BlockNumber
+tabplus_find_leaf(Relation rel, const StreamLayout *layout, const TabPlusMeta *meta, int64 ts)
+{
+	PGAlignedBlock page;
+	BlockNumber blk = meta->root;
+	int			level;
+	TabPlusEntry e;
+
+	e.sum = palloc(event_summary_size(layout));
+	for (level = meta->height - 1; level >= 1; level--)
+	{
+		if (!tabplus_read_page(rel, blk, page.data) ||
+			!tabplus_page_is(page.data, TABPLUS_PAGE_INTERNAL))
+			elog(ERROR, "TAB+ block %u of \"%s\" is not an index page",
+				 blk, RelationGetRelationName(rel));
+		tabplus_entry_get(page.data, tabplus_internal_route(page.data, layout, ts), layout, &e);
+		blk = e.child;
+	}
+	pfree(e.sum);
+	return blk;
+}
+
 /* ------------------------------------------------------------ aggregates */
 
 typedef struct AggWalk

@@ -143,6 +143,8 @@ typedef struct StagedRow
 extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
+extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
+									 const TabPlusMeta *meta, int64 ts);
 extern bool tabplus_read_page(Relation rel, BlockNumber blkno, char *copy);
 extern void tabplus_aggregate(Relation rel, const StreamLayout *layout,
 							  bool has_from, int64 from, bool has_to, int64 to,
