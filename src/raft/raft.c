@@ -1762,20 +1762,15 @@ raft_step(raft_node *node, const raft_message *m)
 	vote_request = (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE);
 
 	/*
-	 * Nodes outside our membership (removed, never added, or not yet known
-	 * to us) may not disturb the cluster: we do not answer their vote
-	 * requests, and we do not let them raise our term unless they act as a
-	 * leader (a node that joined late has not heard of the leader yet).
+	 * A node we know to be removed can never lead again (ids are never
+	 * reused), so nothing it says may move our term or win our vote.  A node
+	 * that is merely unknown to us is answered normally: it may be a voter
+	 * whose promotion we have not applied yet, and ignoring it could stall
+	 * elections (the simulator found exactly that).  Pre-vote and the
+	 * check-quorum lease keep such nodes from disturbing a live leader.
 	 */
-	if (node->conf.num_voters > 0)
-	{
-		if (vote_request && !raft_conf_is_voter(&node->conf, m->from))
-			return RAFT_OK;
-		if (m->term > node->term && !raft_conf_is_member(&node->conf, m->from) &&
-			m->type != RAFT_MSG_APPEND && m->type != RAFT_MSG_HEARTBEAT &&
-			m->type != RAFT_MSG_SNAPSHOT)
-			return RAFT_OK;
-	}
+	if (raft_conf_is_removed(&node->conf, m->from))
+		return RAFT_OK;
 
 	if (m->term > node->term)
 	{
@@ -2102,7 +2097,8 @@ raft_snapshot_taken(raft_node *node, raft_index index)
 
 	if (rc != RAFT_OK)
 		return rc;
-	if (index > node->applied)
+	/* the snapshot must describe applied state resting on a durable log */
+	if (index > node->applied || index > node->stable)
 		return RAFT_ERR_INVALID;
 	if (index <= node->snapshot.index)
 		return RAFT_OK;
