@@ -1,0 +1,474 @@
+
+# Copyright (c) chronicle_raft authors
+#
+# Crash safety of streams: committed events survive an immediate shutdown
+# (crash) and WAL replay, the TAB+ aggregates agree with a plain recount
+# afterwards, event order is kept, uncommitted events are gone, and the
+# stream keeps working after recovery.
+#
+# Covers WAL replay of full-page images (stream r has pages from before a
+# CHECKPOINT in the middle of its load and is modified after it) and of page
+# deltas only (stream b is created after that checkpoint), the skip-WAL path
+# of wal_level = minimal (streams created and loaded in one transaction), a
+# crash while a big transaction is applying its events at COMMIT (all or
+# none of them may survive, never a part), and durability of an acknowledged
+# COMMIT when only the committing backend can flush WAL.
+#
+# wal_consistency_checking makes the startup process compare every replayed
+# TAB+ page with the image the primary wrote, so a redo that builds a
+# different page fails recovery instead of going unnoticed.
+
+use strict;
+use warnings;
+
+# PostgreSQL::Test::Cluster runs pg_regress --config-auth; PostgreSQL's own
+# makefiles set PG_REGRESS, "make tapcheck" does not.
+BEGIN
+{
+	if (!$ENV{PG_REGRESS})
+	{
+		my $libdir = `pg_config --pkglibdir`;
+		chomp $libdir;
+		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
+	}
+}
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use File::Path qw(rmtree);
+use File::Basename qw(basename);
+
+# A new node; first removes its directory if an earlier failed run left it
+# (PostgreSQL::Test::Cluster refuses to reuse it).
+sub new_node
+{
+	my ($name) = @_;
+	my $testname = basename($0);
+	$testname =~ s/\.[^.]+$//;
+	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
+	return PostgreSQL::Test::Cluster->new($name);
+}
+
+my $node = new_node('crash');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'chronicle_raft'");
+$node->append_conf(
+	'postgresql.conf', qq{
+wal_consistency_checking = 'chronicle_raft'
+checkpoint_timeout = '1h'
+max_wal_size = '4GB'
+log_statement = 'none'
+max_parallel_workers_per_gather = 0
+TimeZone = 'UTC'
+});
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE EXTENSION chronicle_raft');
+
+# ---------------------------------------------------------------- helpers
+
+# Restart after a crash; on failure show the end of the server log and stop
+# the test file instead of bailing out the whole run.
+sub crash_and_restart
+{
+	my ($label) = @_;
+	$node->stop('immediate');
+	my $ok = $node->start(fail_ok => 1);
+	ok($ok, "$label: server restarts after the crash (WAL replay succeeds)");
+	if (!$ok)
+	{
+		my $log = slurp_file($node->logfile);
+		my @lines = split /\n/, $log;
+		splice(@lines, 0, @lines - 40) if @lines > 40;
+		diag("server log tail:\n" . join("\n", @lines));
+		done_testing();
+		exit 0;
+	}
+	return;
+}
+
+# Aggregates of $col over every interval of @$ranges, from
+# chronicle.aggregate(), one line per interval "i|count|sum|min|max|avg|ok"
+# where ok says whether the plain SQL recount over the same stream gives the
+# same count, sum, min, max and avg (numerically).
+sub aggregates
+{
+	my ($stream, $col, $type, $ranges) = @_;
+	my $i = 0;
+	my $values = join(
+		",\n",
+		map {
+			$i++;
+			my ($f, $t) = @$_;
+			"($i, (" . (defined $f ? $f : 'NULL') . ")::$type, ("
+			  . (defined $t ? $t : 'NULL') . ")::$type)"
+		} @$ranges);
+	return $node->safe_psql(
+		'postgres', qq{
+WITH iv(i, f, t) AS (VALUES $values),
+c AS (SELECT iv.i, a.* FROM iv, LATERAL chronicle.aggregate('$stream', '$col', iv.f, iv.t) a),
+s AS (SELECT iv.i, count(x.$col) AS count, sum(x.$col)::numeric AS sum,
+             min(x.$col)::numeric AS min, max(x.$col)::numeric AS max
+        FROM iv LEFT JOIN $stream x
+          ON (iv.f IS NULL OR x.ts >= iv.f) AND (iv.t IS NULL OR x.ts < iv.t)
+       GROUP BY iv.i)
+SELECT c.i, c.count, c.sum, c.min, c.max, c.avg,
+       (c.count, c.sum, c.min, c.max) IS NOT DISTINCT FROM (s.count, s.sum, s.min, s.max)
+       AND c.avg IS NOT DISTINCT FROM s.sum / NULLIF(s.count, 0)
+  FROM c JOIN s USING (i) ORDER BY c.i});
+}
+
+# Check that every line of an aggregates() result says the recount agrees.
+sub all_match
+{
+	my ($result, $label) = @_;
+	my @bad = grep { !/\|t$/ } split /\n/, $result;
+	my $n = () = $result =~ /\n/g;
+	ok(@bad == 0 && $result ne '', "$label: chronicle.aggregate equals a plain SQL recount ("
+		  . ($n + 1) . " intervals)")
+	  or diag("mismatching intervals (i|count|sum|min|max|avg|ok):\n" . join("\n", @bad));
+	return;
+}
+
+# Number of adjacent rows of a full scan that are out of event-time order.
+sub disorder
+{
+	my ($stream) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM (SELECT ts < lag(ts) OVER () AS bad FROM $stream) x WHERE bad");
+}
+
+# ------------------------------------------------------------ the streams
+
+my $T0 = "'2024-01-01 00:00:00+00'::timestamptz";
+
+$node->safe_psql(
+	'postgres', qq{
+CREATE TABLE r (ts timestamptz NOT NULL, sensor_id int, value float8) USING chronicle;
+CREATE TABLE big (ts bigint NOT NULL, x int) USING chronicle;
+});
+
+# 1. bulk, in time order; sensor_id has NULLs; value = i / 4 is exact in float8
+$node->safe_psql(
+	'postgres', qq{
+INSERT INTO r SELECT $T0 + i * interval '1 second',
+                     CASE WHEN i % 101 = 0 THEN NULL ELSE i % 17 END, i * 0.25
+  FROM generate_series(1, 120000) i;
+});
+
+# 2. multi-row INSERT: duplicates of existing times, an older and a newer event
+$node->safe_psql(
+	'postgres', qq{
+INSERT INTO r VALUES
+  ($T0 + interval '50000 seconds', 100, -1.5),
+  ($T0 + interval '50000 seconds', 101, -2.5),
+  ($T0 - interval '1 day', 102, 1e6),
+  ($T0 + interval '120000 seconds', 103, 0.75),
+  ($T0 + interval '7 days', 104, NULL);
+});
+
+# 3. COPY FROM STDIN: 2000 events scattered over the loaded range (out of order)
+sub epoch_ts
+{
+	my ($sec) = @_;
+	my ($d, $h, $m, $s) =
+	  (int($sec / 86400), int($sec % 86400 / 3600), int($sec % 3600 / 60), $sec % 60);
+	return sprintf("2024-01-%02d %02d:%02d:%02d.5+00", 1 + $d, $h, $m, $s);
+}
+
+my $copy = "COPY r (ts, sensor_id, value) FROM STDIN;\n";
+for my $j (1 .. 2000)
+{
+	$copy .= sprintf("%s\t%d\t%s\n", epoch_ts(($j * 7919) % 120000), 200 + $j % 5, $j * 0.5);
+}
+$copy .= "\\.\n";
+$node->safe_psql('postgres', $copy);
+
+# the CHECKPOINT in the middle of the loads: pages of r written so far are
+# on disk, their next change is logged with a full-page image
+$node->safe_psql('postgres', 'CHECKPOINT');
+
+# stream b: created after the checkpoint, so its whole history is replayed
+# from page deltas; int8 sums overflow int64 (exact int128), numeric is
+# aggregated in float8 (values exact)
+$node->safe_psql(
+	'postgres', qq{
+CREATE TABLE b (ts bigint NOT NULL, qty int8, price numeric) USING chronicle;
+INSERT INTO b SELECT i * 10, 4611686018427387904 + i, i * 0.5 FROM generate_series(1, 30000) i;
+INSERT INTO b SELECT i * 10 - 5, -4611686018427387904 + i * 3, -i * 0.25
+  FROM generate_series(1, 30000) i WHERE i % 7 = 0;
+INSERT INTO b SELECT i * 10, NULL, NULL FROM generate_series(1, 30000, 1000) i;
+});
+
+# 4. bulk in order after the checkpoint
+$node->safe_psql(
+	'postgres', qq{
+INSERT INTO r SELECT $T0 + i * interval '1 second', i % 13, i * 0.25
+  FROM generate_series(120001, 220000) i;
+});
+
+# 5. out-of-order transactions of varying sizes spread over the whole range:
+#    many leaf splits at many places (ties with existing times included)
+for my $k (1 .. 8)
+{
+	my $n = 100 * $k * $k;
+	$node->safe_psql(
+		'postgres', qq{
+INSERT INTO r SELECT $T0 + ((j * 104729 + $k * 7919) % 220000) * interval '1 second'
+                     + CASE WHEN j % 3 = 0 THEN interval '0' ELSE interval '250 ms' END,
+                     1000 + $k, -j * 0.5
+  FROM generate_series(1, $n) j;
+});
+}
+
+# streams created and loaded in the same transaction: with wal_level =
+# minimal (the test default) their pages skip WAL and are synced at commit,
+# below (WAL-logged at commit) and above wal_skip_threshold (2MB, flushed)
+$node->safe_psql(
+	'postgres', qq{
+BEGIN;
+CREATE TABLE m_small (ts bigint NOT NULL, v int4) USING chronicle;
+INSERT INTO m_small SELECT i, i FROM generate_series(1, 5000) i;
+COMMIT;
+BEGIN;
+CREATE TABLE m_large (ts bigint NOT NULL, v int4) USING chronicle;
+INSERT INTO m_large SELECT i, i FROM generate_series(1, 150000) i;
+COMMIT;
+INSERT INTO m_small SELECT i * 2 + 1, 7 FROM generate_series(1, 500) i;
+INSERT INTO m_large SELECT i * 3 + 1, 7 FROM generate_series(1, 500) i;
+});
+
+my $height = $node->safe_psql('postgres',
+	"SELECT tree_height FROM chronicle.streams WHERE stream = 'r'::regclass");
+cmp_ok($height, '>=', 3, "stream r has a tree of height >= 3 (got $height)");
+
+my $expected_r = 120000 + 5 + 2000 + 100000 + 100 * (1 + 4 + 9 + 16 + 25 + 36 + 49 + 64);
+is($node->safe_psql('postgres', 'SELECT count(*) FROM r'), $expected_r, 'r: all events loaded');
+
+# the intervals: unbounded, half-bounded, narrow, empty, on duplicated and
+# on scattered out-of-order times, before all events and after all events
+my @ts_ranges = (
+	[ undef, undef ],
+	[ undef, "$T0 + interval '50000 seconds'" ],
+	[ "$T0 + interval '50000 seconds'", undef ],
+	[ "$T0 + interval '50000 seconds'", "$T0 + interval '50001 seconds'" ],
+	[ "$T0 + interval '1000 seconds'", "$T0 + interval '1000.6 seconds'" ],
+	[ "$T0 + interval '12345 seconds'", "$T0 + interval '123456 seconds'" ],
+	[ "$T0 + interval '119990 seconds'", "$T0 + interval '120010 seconds'" ],
+	[ "$T0 + interval '30000 seconds'", "$T0 + interval '30000 seconds'" ],
+	[ "$T0 - interval '2 days'", "$T0" ],
+	[ "$T0 + interval '30 days'", undef ],
+	[ "$T0 + interval '777.25 seconds'", "$T0 + interval '215000.5 seconds'" ],);
+my @int_ranges = (
+	[ undef, undef ],
+	[ undef, 150000 ],
+	[ 150000, undef ],
+	[ 69, 70 ],
+	[ 65, 75 ],
+	[ 1234, 234567 ],
+	[ 299995, 300011 ],
+	[ 500, 500 ],
+	[ 400000, undef ],);
+
+# Everything compared before and after a crash: counts, aggregates of every
+# numeric column over the intervals, the stream statistics.
+sub snapshot
+{
+	my %s;
+	$s{counts} = $node->safe_psql(
+		'postgres', q{
+SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM b),
+       (SELECT count(*) FROM m_small), (SELECT count(*) FROM m_large)});
+	$s{r_value} = aggregates('r', 'value', 'timestamptz', \@ts_ranges);
+	$s{r_sensor} = aggregates('r', 'sensor_id', 'timestamptz', \@ts_ranges);
+	$s{b_qty} = aggregates('b', 'qty', 'bigint', \@int_ranges);
+	$s{b_price} = aggregates('b', 'price', 'bigint', \@int_ranges);
+	$s{m_small} = aggregates('m_small', 'v', 'bigint', \@int_ranges);
+	$s{m_large} = aggregates('m_large', 'v', 'bigint', \@int_ranges);
+	$s{stats} = $node->safe_psql(
+		'postgres', q{
+SELECT stream, events, first_event, last_event, out_of_order_events, batches, tree_height
+  FROM chronicle.streams WHERE stream::text <> 'big' ORDER BY stream::text});
+	return \%s;
+}
+
+sub check_snapshot
+{
+	my ($s, $label) = @_;
+	for my $k (qw(r_value r_sensor b_qty b_price m_small m_large))
+	{
+		all_match($s->{$k}, "$label, $k");
+	}
+	is(disorder($_), 0, "$label: full scan of $_ returns events in time order")
+	  for qw(r b m_small m_large);
+	return;
+}
+
+my $before = snapshot();
+check_snapshot($before, 'before crash 1');
+
+# sanity: the int8 sums really need more than 64 bits
+like($before->{b_qty}, qr/^1\|\d+\|\d{22,}\|/, 'b: qty sum over everything exceeds int64');
+
+# ------------------------------------------- crash 1: in-flight transactions
+
+# an open transaction with staged events in r and b, inside a savepoint too
+my $open = $node->background_psql('postgres', on_error_stop => 1);
+$open->query_safe(
+	qq{BEGIN;
+INSERT INTO r SELECT $T0 + i * interval '1 second', 999, 1 FROM generate_series(1, 3000) i;
+SAVEPOINT s1;
+INSERT INTO b SELECT i, 999, 1 FROM generate_series(1, 3000) i;
+INSERT INTO r VALUES ($T0 + interval '1 year', 999, 1);});
+
+# a transaction committing 1.5M events into stream big: crash while COMMIT
+# applies them to the tree.  Afterwards the stream must hold all of them (if
+# the commit record made it) or none (if it did not), never a part.
+my $nbig = 1500000;
+my $bigs = $node->background_psql('postgres', on_error_stop => 1);
+$bigs->query_safe("BEGIN; INSERT INTO big SELECT i, 1 FROM generate_series(1, $nbig) i;");
+my $watch = $node->background_psql('postgres', on_error_stop => 1);
+$bigs->{stdin} .= "COMMIT;\n\\echo big_committed\n";
+$bigs->{run}->pump_nb();
+
+# wait until the apply holds the stream's exclusive lock, then let the WAL
+# writer push part of the batch's records out before crashing
+my $applying = 0;
+my $deadline = time() + 60;
+while (time() < $deadline)
+{
+	$bigs->{run}->pump_nb();
+	last if $bigs->{stdout} =~ /big_committed/;
+	if ($watch->query_safe(
+			q{SELECT count(*) FROM pg_locks
+			   WHERE locktype = 'page' AND relation = 'big'::regclass
+			     AND mode = 'ExclusiveLock' AND granted}) eq '1')
+	{
+		$applying = 1;
+		last;
+	}
+	usleep(5_000);
+}
+usleep(100_000) if $applying;
+$bigs->{run}->pump_nb();
+my $big_acked = ($bigs->{stdout} =~ /big_committed/) ? 1 : 0;
+note("crash 1: apply of big observed in progress: $applying, COMMIT acknowledged: $big_acked");
+
+crash_and_restart('crash 1');
+eval { $open->quit; };
+eval { $bigs->quit; };
+eval { $watch->quit; };
+
+is($node->safe_psql('postgres', 'SELECT count(*) FROM r WHERE sensor_id = 999')
+	  . '/' . $node->safe_psql('postgres', 'SELECT count(*) FROM b WHERE qty = 999'),
+	'0/0', 'crash 1: events of the uncommitted transaction are absent');
+
+my $after = snapshot();
+is($after->{counts}, $before->{counts}, 'crash 1: every committed event is present (counts equal)');
+is($after->{stats}, $before->{stats}, 'crash 1: stream statistics unchanged');
+for my $k (qw(r_value r_sensor b_qty b_price m_small m_large))
+{
+	is($after->{$k}, $before->{$k}, "crash 1: aggregates of $k identical to before the crash");
+}
+check_snapshot($after, 'after crash 1');
+
+my $bigcount = $node->safe_psql('postgres', 'SELECT count(*) FROM big');
+my $bigagg = $node->safe_psql('postgres',
+	"SELECT count FROM chronicle.aggregate('big', 'x', NULL::bigint, NULL)");
+note("crash 1: stream big holds $bigcount of $nbig events after the crash");
+if ($big_acked)
+{
+	is($bigcount, $nbig, 'crash 1: acknowledged big COMMIT is complete after the crash');
+}
+else
+{
+	ok($bigcount == 0 || $bigcount == $nbig,
+		"crash 1: a crash during COMMIT leaves all or none of the transaction's events (got $bigcount of $nbig)"
+	);
+}
+is($bigagg, $bigcount, 'crash 1: aggregate count of big agrees with its scan');
+
+# ------------------------------------------------- life after the restart
+
+$node->safe_psql(
+	'postgres', qq{
+INSERT INTO r SELECT $T0 + (220000 + i) * interval '1 second', 7, i * 0.25 FROM generate_series(1, 5000) i;
+INSERT INTO r SELECT $T0 + ((i * 48611) % 220000) * interval '1 second', 8, 0.5 FROM generate_series(1, 3000) i;
+INSERT INTO b VALUES (15, 1, 1), (300001, 2, 2), (-7, 3, 3);
+INSERT INTO m_small VALUES (2, 2), (6000, 6000);
+INSERT INTO m_large VALUES (2, 2), (160000, 160000);
+});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM r'),
+	$expected_r + 8000, 'inserts after the restart are applied');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count, sum FROM chronicle.aggregate('r', 'value', $T0 + interval '220000.5 seconds', NULL)"
+	),
+	'5000|3125625',
+	'aggregate over the events appended after the restart');
+
+my $before2 = snapshot();
+check_snapshot($before2, 'before crash 2');
+
+# ------------------------------------------- crash 2: no checkpoint since
+# the end-of-recovery one: replay of full-page images then deltas
+
+crash_and_restart('crash 2');
+my $after2 = snapshot();
+is($after2->{counts}, $before2->{counts}, 'crash 2: every committed event is present');
+is($after2->{stats}, $before2->{stats}, 'crash 2: stream statistics unchanged');
+for my $k (qw(r_value r_sensor b_qty b_price m_small m_large))
+{
+	is($after2->{$k}, $before2->{$k}, "crash 2: aggregates of $k identical to before the crash");
+}
+check_snapshot($after2, 'after crash 2');
+
+# a clean restart for good measure, and one more insert
+$node->restart;
+$node->safe_psql('postgres', "INSERT INTO b VALUES (1, 10, 10)");
+is( $node->safe_psql(
+		'postgres', "SELECT count, sum FROM chronicle.aggregate('b', 'qty', 1::bigint, 2::bigint)"),
+	'1|10',
+	'insert after a clean restart');
+
+# ------------------------- crash 3: an acknowledged COMMIT must be durable
+#
+# The WAL writer is stopped (SIGSTOP) so that only the committing backend
+# can flush WAL; then the server crashes (SIGKILL of the WAL writer makes the
+# postmaster kill everything, like any crashed child).  A COMMIT that
+# returned must have flushed its WAL: both the stream-only transaction and
+# the one that also writes a heap table must survive.
+
+$node->safe_psql('postgres', 'CREATE TABLE h (x int)');
+my $walwriter = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'");
+like($walwriter, qr/^\d+$/, 'crash 3: found the WAL writer');
+kill 'STOP', $walwriter;
+$node->safe_psql(
+	'postgres', qq{
+BEGIN; INSERT INTO b VALUES (700001, 11, 11); INSERT INTO h VALUES (1); COMMIT;
+INSERT INTO b VALUES (700002, 12, 12), (700003, 13, 13);
+});
+my $seen = $node->safe_psql('postgres', 'SELECT count(*) FROM b WHERE ts > 700000');
+kill 'KILL', $walwriter;
+kill 'CONT', $walwriter;
+# wait for the postmaster to go (restart_after_crash = off)
+my $pidfile = $node->data_dir . '/postmaster.pid';
+for (my $i = 0; $i < 600 && -e $pidfile; $i++)
+{
+	usleep(50_000);
+}
+$node->stop('immediate', fail_ok => 1);    # only forgets the old pid
+my $ok = $node->start(fail_ok => 1);
+ok($ok, 'crash 3: server restarts');
+is($seen, 3, 'crash 3: the committed events were visible before the crash');
+is( $node->safe_psql('postgres', 'SELECT count(*) FROM h'),
+	1, 'crash 3: the heap row of the acknowledged commit survived');
+is($node->safe_psql('postgres', 'SELECT string_agg(ts::text, \',\' ORDER BY ts) FROM b WHERE ts > 700000'),
+	'700001,700002,700003',
+	'crash 3: the events of acknowledged commits survived (stream-only transaction included)');
+
+$node->stop;
+done_testing();
