@@ -21,16 +21,22 @@
 use strict;
 use warnings;
 
-# PostgreSQL::Test::Cluster runs pg_regress --config-auth; PostgreSQL's own
-# makefiles set PG_REGRESS, "make tapcheck" does not.
+# PostgreSQL::Test::Cluster runs pg_regress --config-auth and keeps its files
+# under $TESTDIR/tmp_check; PostgreSQL's own makefiles set PG_REGRESS and
+# TESTDIR, "make tapcheck" does not.  Default TESTDIR to this directory
+# (test/t/tmp_check is git-ignored), away from ./tmp_check, which
+# "make installcheck" (pg_regress --temp-instance) removes and recreates.
 BEGIN
 {
+	require Cwd;
+	require File::Basename;
 	if (!$ENV{PG_REGRESS})
 	{
 		my $libdir = `pg_config --pkglibdir`;
 		chomp $libdir;
 		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
 	}
+	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
 }
 
 use PostgreSQL::Test::Cluster;
