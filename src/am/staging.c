@@ -65,6 +65,7 @@ typedef struct StreamStage
 } StreamStage;
 
 static HTAB *stages = NULL;
+static StreamStage *last_stage = NULL;	/* cache for runs of inserts */
 static StringInfoData encode_buf;
 static bool encode_buf_ready = false;
 
@@ -75,6 +76,8 @@ stage_for(Relation rel, bool create)
 	bool		found;
 	Oid			relid = RelationGetRelid(rel);
 
+	if (last_stage != NULL && last_stage->relid == relid)
+		return last_stage;
 	if (stages == NULL)
 	{
 		HASHCTL		ctl;
@@ -104,6 +107,8 @@ stage_for(Relation rel, bool create)
 		stage->nmarks = 0;
 		MemoryContextSwitchTo(oldcxt);
 	}
+	if (stage)
+		last_stage = stage;
 	return stage;
 }
 
@@ -271,6 +276,7 @@ staging_xact_callback(XactEvent event, void *arg)
 				}
 				pfree(relids);
 				stages = NULL;
+				last_stage = NULL;
 			}
 			break;
 		case XACT_EVENT_PRE_PREPARE:
@@ -287,6 +293,7 @@ staging_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* the memory goes with TopTransactionContext */
 			stages = NULL;
+			last_stage = NULL;
 			break;
 	}
 }

@@ -159,6 +159,8 @@ stream_layout_build(TupleDesc desc, const char *relname)
 		col->name = att->attname;
 		col->agg = (i == 0) ? STREAM_AGG_NONE : stream_type_agg_kind(att->atttypid);
 		col->aggslot = (col->agg != STREAM_AGG_NONE) ? nagg++ : -1;
+		if (i > 0 && col->typlen > 0)
+			layout->fixed_bytes += col->typlen;
 	}
 	layout->nagg = nagg;
 	layout->aggkinds = palloc0(sizeof(StreamAggKind) * Max(nagg, 1));
@@ -262,6 +264,14 @@ row_time_key_to_datum(Oid timetype, int64 key)
 	return Int64GetDatum(key);
 }
 
+/* Append n bytes; the caller has made room with enlargeStringInfo(). */
+static inline void
+put_bytes(StringInfo out, const void *src, int n)
+{
+	memcpy(out->data + out->len, src, n);
+	out->len += n;
+}
+
 static void
 store_fixed(StringInfo out, const StreamColumn *col, Datum value)
 {
@@ -273,28 +283,28 @@ store_fixed(StringInfo out, const StreamColumn *col, Datum value)
 				{
 					char		v = DatumGetChar(value);
 
-					appendBinaryStringInfo(out, &v, 1);
+					put_bytes(out, &v, 1);
 					break;
 				}
 			case 2:
 				{
 					int16		v = DatumGetInt16(value);
 
-					appendBinaryStringInfo(out, (char *) &v, 2);
+					put_bytes(out, &v, 2);
 					break;
 				}
 			case 4:
 				{
 					int32		v = DatumGetInt32(value);
 
-					appendBinaryStringInfo(out, (char *) &v, 4);
+					put_bytes(out, &v, 4);
 					break;
 				}
 			case 8:
 				{
 					int64		v = DatumGetInt64(value);
 
-					appendBinaryStringInfo(out, (char *) &v, 8);
+					put_bytes(out, &v, 8);
 					break;
 				}
 			default:
@@ -302,7 +312,7 @@ store_fixed(StringInfo out, const StreamColumn *col, Datum value)
 		}
 	}
 	else
-		appendBinaryStringInfo(out, DatumGetPointer(value), col->typlen);
+		put_bytes(out, DatumGetPointer(value), col->typlen);
 }
 
 void
@@ -334,10 +344,12 @@ row_encode(const StreamLayout *layout, const Datum *values,
 		}
 	}
 
-	appendBinaryStringInfo(out, (char *) &ts, sizeof(int64));
-	appendBinaryStringInfo(out, (char *) &flags, 1);
+	/* room for the header and every fixed-width value at once */
+	enlargeStringInfo(out, ROW_HEADER_BYTES + layout->nullbytes + layout->fixed_bytes);
+	put_bytes(out, &ts, sizeof(int64));
+	put_bytes(out, &flags, 1);
 	if (flags & ROW_HAS_NULLS)
-		appendBinaryStringInfo(out, (char *) bitmap, layout->nullbytes);
+		put_bytes(out, bitmap, layout->nullbytes);
 
 	for (i = 1; i < layout->natts; i++)
 	{
@@ -360,8 +372,9 @@ row_encode(const StreamLayout *layout, const Datum *values,
 								NameStr(col->name), len, CHRONICLE_MAX_VALUE_BYTES),
 						 errhint("Stream values are stored inline; store larger payloads in a regular table and reference them.")));
 			len16 = (uint16) len;
-			appendBinaryStringInfo(out, (char *) &len16, sizeof(uint16));
-			appendBinaryStringInfo(out, VARDATA_ANY(v), len);
+			enlargeStringInfo(out, sizeof(uint16) + len);
+			put_bytes(out, &len16, sizeof(uint16));
+			put_bytes(out, VARDATA_ANY(v), len);
 			if ((Pointer) v != DatumGetPointer(values[i]))
 				pfree(v);
 		}

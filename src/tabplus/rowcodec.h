@@ -46,6 +46,7 @@ typedef struct StreamLayout
 	int			nagg;			/* number of aggregated columns */
 	Oid			timetype;
 	int			nullbytes;		/* bytes of the null bitmap when present */
+	int			fixed_bytes;	/* sum of the fixed-width columns' sizes */
 	StreamAggKind *aggkinds;	/* kind of each aggregated column */
 	StreamColumn cols[FLEXIBLE_ARRAY_MEMBER];
 } StreamLayout;

@@ -462,9 +462,6 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(ctx.stepcxt);
-	pfree(ctx.wal.orig);
-	pfree(ctx.wal.work);
-	pfree(ctx.wal.deltas);
 }
 
 /*

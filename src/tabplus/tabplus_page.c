@@ -368,54 +368,96 @@ tabplus_internal_summary(Page page, const StreamLayout *layout,
  * byte counts as unchanged only if it was also meaningful in the original,
  * because the hole of the page replaying the record may differ.
  */
-#define DELTA_MERGE_GAP 8
+typedef struct DeltaZones
+{
+	int			olower;			/* orig bytes [0, olower) are comparable */
+	int			oupper;			/* and so are [oupper, BLCKSZ) */
+} DeltaZones;
 
+static inline bool
+words_equal(const char *a, const char *b, int at)
+{
+	uint64		x;
+	uint64		y;
+
+	memcpy(&x, a + at, sizeof(uint64));
+	memcpy(&y, b + at, sizeof(uint64));
+	return x == y;
+}
+
+/* End of the comparable zone containing k, or -1 if k is not comparable. */
+static inline int
+comparable_end(const DeltaZones *z, int k)
+{
+	if (k < z->olower)
+		return z->olower;
+	if (k >= z->oupper)
+		return BLCKSZ;
+	return -1;
+}
+
+/*
+ * Emit fragments covering every byte of [start, end) of page that differs
+ * from orig or was not meaningful in orig.  Runs are found a word at a time:
+ * a run may include a few unchanged bytes, never miss a changed one.
+ */
 static char *
 delta_region(const char *orig, const char *page, int start, int end,
-			 int ostart_lo, int oend_lo, int ostart_hi, int oend_hi, char *out)
+			 const DeltaZones *z, char *out)
 {
 	int			i = start;
 
 	while (i < end)
 	{
 		int			run_start;
-		int			run_end;
-		int			same = 0;
+		int			j;
 		uint16		off16;
 		uint16		len16;
 
-#define BYTE_SAME(k) ((((k) >= ostart_lo && (k) < oend_lo) || ((k) >= ostart_hi && (k) < oend_hi)) \
-					  && orig[(k)] == page[(k)])
+		/* skip bytes equal to comparable original bytes */
+		for (;;)
+		{
+			int			lim = comparable_end(z, i);
 
-		while (i < end && BYTE_SAME(i))
-			i++;
+			if (i >= end || lim < 0)
+				break;
+			lim = Min(lim, end);
+			while (i + 8 <= lim && words_equal(orig, page, i))
+				i += 8;
+			while (i < lim && orig[i] == page[i])
+				i++;
+			if (i < lim)
+				break;			/* a difference */
+		}
 		if (i >= end)
 			break;
+
+		/* extend the run up to the next equal comparable word */
 		run_start = i;
-		run_end = i;
-		while (i < end)
+		j = i;
+		while (j < end)
 		{
-			if (BYTE_SAME(i))
+			int			lim = comparable_end(z, j);
+
+			if (lim < 0)
 			{
-				same++;
-				if (same >= DELTA_MERGE_GAP)
-					break;
+				j = Min(z->oupper, end);	/* not comparable: all of it */
+				continue;
 			}
-			else
-			{
-				same = 0;
-				run_end = i + 1;
-			}
-			i++;
+			lim = Min(lim, end);
+			while (j + 8 <= lim && !words_equal(orig, page, j))
+				j += 8;
+			if (j + 8 <= lim)
+				break;			/* an equal word ends the run */
+			j = lim;
 		}
-#undef BYTE_SAME
 		off16 = (uint16) run_start;
-		len16 = (uint16) (run_end - run_start);
+		len16 = (uint16) (j - run_start);
 		memcpy(out, &off16, sizeof(uint16));
 		memcpy(out + 2, &len16, sizeof(uint16));
 		memcpy(out + 4, page + run_start, len16);
 		out += 4 + len16;
-		i = run_end;
+		i = j;
 	}
 	return out;
 }
@@ -427,34 +469,24 @@ delta_region(const char *orig, const char *page, int start, int end,
 Size
 tabplus_delta_encode(const char *orig, const char *page, char *out)
 {
-	static const PGAlignedBlock zero;
 	PageHeader	nh = (PageHeader) page;
-	int			olower;
-	int			oupper;
+	DeltaZones	z;
 	char	   *p = out;
 
 	if (orig == NULL)
 	{
-		orig = zero.data;
-		olower = 0;
-		oupper = BLCKSZ;
+		/* new page: nothing is comparable, everything meaningful is written */
+		z.olower = 0;
+		z.oupper = BLCKSZ;
+		orig = page;
 	}
 	else
 	{
-		olower = ((PageHeader) orig)->pd_lower;
-		oupper = ((PageHeader) orig)->pd_upper;
+		z.olower = ((PageHeader) orig)->pd_lower;
+		z.oupper = ((PageHeader) orig)->pd_upper;
 	}
-	if (orig == zero.data)
-	{
-		/* new page: everything meaningful must be written */
-		p = delta_region(orig, page, 0, nh->pd_lower, 0, 0, 0, 0, p);
-		p = delta_region(orig, page, nh->pd_upper, BLCKSZ, 0, 0, 0, 0, p);
-	}
-	else
-	{
-		p = delta_region(orig, page, 0, nh->pd_lower, 0, olower, oupper, BLCKSZ, p);
-		p = delta_region(orig, page, nh->pd_upper, BLCKSZ, 0, olower, oupper, BLCKSZ, p);
-	}
+	p = delta_region(orig, page, 0, nh->pd_lower, &z, p);
+	p = delta_region(orig, page, nh->pd_upper, BLCKSZ, &z, p);
 	return p - out;
 }
 
