@@ -202,6 +202,8 @@ struct sim
 	size_t		reads_cap;
 
 	uint64_t	elections;		/* leaderships observed, for reports */
+	uint64_t	crashes;
+	uint64_t	installs;
 };
 
 /*----------
@@ -809,6 +811,7 @@ check_ready(sim *s, sim_node *n, const raft_ready *rd, const raft_status *st)
 						"installed snapshot at");
 		n->sm_index = rd->snapshot->index;
 		n->sm_chain = chain;
+		s->installs++;
 	}
 	if (rd->num_entries > 0)
 	{
@@ -1501,6 +1504,7 @@ sim_crash(sim *s, int node_id)
 	if (n == NULL || !n->exists || !n->up)
 		return;
 	trace(s, "crash node %d (%zu pending fsyncs lost)", node_id, n->num_syncs);
+	s->crashes++;
 	raft_node_destroy(n->raft);
 	n->raft = NULL;
 	n->up = false;
@@ -2069,7 +2073,8 @@ heal_and_check_progress(sim *s)
 }
 
 int
-sim_random_run(const sim_options *base, int steps, char *why, size_t why_len)
+sim_random_run(const sim_options *base, int steps, char *why, size_t why_len,
+			   sim_run_stats *stats)
 {
 	sim_options opts = *base;
 	sim		   *s;
@@ -2123,6 +2128,14 @@ sim_random_run(const sim_options *base, int steps, char *why, size_t why_len)
 				 (unsigned long long) s->elections,
 				 (unsigned long long) s->max_committed,
 				 (unsigned long long) s->now);
+	if (stats != NULL)
+	{
+		stats->leaderships = s->elections;
+		stats->committed = s->max_committed;
+		stats->ticks = s->now;
+		stats->crashes = s->crashes;
+		stats->snapshots_installed = s->installs;
+	}
 	sim_destroy(s);
 	return result;
 }

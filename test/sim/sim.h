@@ -89,8 +89,17 @@ extern bool sim_outcome(const sim *s, raft_index index, raft_term term,
 extern uint64_t sim_now(const sim *s);
 extern int	sim_messages_in_flight(const sim *s);
 
+typedef struct sim_run_stats
+{
+	uint64_t	leaderships;	/* distinct (term, leader) pairs seen */
+	uint64_t	committed;		/* highest committed index */
+	uint64_t	ticks;
+	uint64_t	crashes;
+	uint64_t	snapshots_installed;
+} sim_run_stats;
+
 /* random run: returns 0 on success; on failure fills why */
 extern int	sim_random_run(const sim_options *opts, int steps, char *why,
-						   size_t why_len);
+						   size_t why_len, sim_run_stats *stats);
 
 #endif							/* CHRONICLE_RAFT_SIM_H */

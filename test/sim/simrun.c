@@ -34,18 +34,27 @@ parse_u64(const char *arg, const char *name, uint64_t *value)
 	return true;
 }
 
+static sim_run_stats totals;
+
 static int
 run_one(uint64_t seed, int nodes, int steps, bool verbose, bool quiet_fail)
 {
 	sim_options opts;
 	char		why[600];
 	int			rc;
+	sim_run_stats stats;
 
 	sim_options_default(&opts);
 	opts.seed = seed;
 	opts.num_nodes = nodes;
 	opts.verbose = verbose;
-	rc = sim_random_run(&opts, steps, why, sizeof(why));
+	memset(&stats, 0, sizeof(stats));
+	rc = sim_random_run(&opts, steps, why, sizeof(why), &stats);
+	totals.leaderships += stats.leaderships;
+	totals.committed += stats.committed;
+	totals.ticks += stats.ticks;
+	totals.crashes += stats.crashes;
+	totals.snapshots_installed += stats.snapshots_installed;
 	if (rc != 0 && !quiet_fail)
 	{
 		printf("FAIL seed=%llu nodes=%d steps=%d: %s\n",
@@ -168,6 +177,12 @@ main(int argc, char **argv)
 		printf("0 passed, 1 failed\n");
 		return 1;
 	}
+	printf("simrun: %llu leaderships, %llu entries committed, %llu ticks, %llu crashes, %llu snapshots installed\n",
+		   (unsigned long long) totals.leaderships,
+		   (unsigned long long) totals.committed,
+		   (unsigned long long) totals.ticks,
+		   (unsigned long long) totals.crashes,
+		   (unsigned long long) totals.snapshots_installed);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }
