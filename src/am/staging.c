@@ -39,7 +39,9 @@
 #include "am/stream.h"
 #include "tabplus/tabplus.h"
 
-#define STAGE_CHUNK_BYTES (1024 * 1024)
+/* encoded events live in chunks growing from 8 kB to 1 MB */
+#define STAGE_CHUNK_MIN (8 * 1024)
+#define STAGE_CHUNK_MAX (1024 * 1024)
 
 typedef struct StageMark
 {
@@ -96,7 +98,7 @@ stage_for(Relation rel, bool create)
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 
 		stage->layout = stream_layout(rel);
-		stage->maxrows = 1024;
+		stage->maxrows = 64;
 		stage->rows = palloc(sizeof(StagedRow) * stage->maxrows);
 		stage->nrows = 0;
 		stage->apply_from = 0;
@@ -157,8 +159,11 @@ staging_add_slot(Relation rel, TupleTableSlot *slot)
 
 	if (stage->chunk == NULL || stage->chunk_size - stage->chunk_used < (Size) encode_buf.len)
 	{
-		stage->chunk = MemoryContextAlloc(TopTransactionContext, STAGE_CHUNK_BYTES);
-		stage->chunk_size = STAGE_CHUNK_BYTES;
+		Size		size = stage->chunk ? Min(stage->chunk_size * 2, STAGE_CHUNK_MAX) : STAGE_CHUNK_MIN;
+
+		size = Max(size, (Size) encode_buf.len);
+		stage->chunk = MemoryContextAlloc(TopTransactionContext, size);
+		stage->chunk_size = size;
 		stage->chunk_used = 0;
 	}
 	if (stage->nrows == stage->maxrows)

@@ -907,8 +907,6 @@ become_candidate(raft_node *node)
 static void
 become_leader(raft_node *node)
 {
-	raft_index	noop_index;
-
 	RAFT_ASSERT(node->role == RAFT_CANDIDATE);
 	node->role = RAFT_LEADER;
 	node->leader = node->cfg.id;
@@ -923,9 +921,12 @@ become_leader(raft_node *node)
 	 */
 	node->pending_conf_index = last_index(node);
 
-	/* commit an entry of the new term as soon as possible (section 8) */
-	noop_index = leader_append(node, RAFT_ENTRY_NOOP, NULL, 0);
-	(void) noop_index;
+	/*
+	 * Commit an entry of the new term as soon as possible (section 8): until
+	 * then older entries cannot commit and reads have no safe index.  On
+	 * allocation failure the node is marked broken by leader_append.
+	 */
+	(void) leader_append(node, RAFT_ENTRY_NOOP, NULL, 0);
 }
 
 static bool
@@ -1491,10 +1492,7 @@ step_candidate(raft_node *node, const raft_message *m)
 		if (node->role == RAFT_PRE_CANDIDATE)
 			campaign(node, false, false);
 		else
-		{
 			become_leader(node);
-			node->bcast_pending = true;
-		}
 	}
 	else if (node->num_rejected > node->conf.num_voters - quorum)
 		become_follower(node, node->term, RAFT_NO_NODE);

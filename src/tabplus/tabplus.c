@@ -190,11 +190,16 @@ tree_create(TreeCtx *ctx)
 	step_finish(ctx);
 }
 
+/*
+ * Find the leaf for an event with time ts, recording the path and the
+ * exclusive upper bound of the leaf's key range.  Reads each index page in
+ * place under a share lock; the pages on the path are registered for change
+ * afterwards (nothing else changes the tree: we hold the stream lock).
+ */
 static void
 tree_descend(TreeCtx *ctx, int64 ts, TreePath *path)
 {
 	const StreamLayout *layout = ctx->layout;
-	PGAlignedBlock page;
 	BlockNumber blk = ctx->meta->root;
 	int			level;
 	TabPlusEntry e;
@@ -208,22 +213,26 @@ tree_descend(TreeCtx *ctx, int64 ts, TreePath *path)
 
 	for (level = path->height - 1; level >= 1; level--)
 	{
+		Buffer		buf = ReadBuffer(ctx->rel, blk);
+		Page		page;
 		int			idx;
 
-		if (!tabplus_read_page(ctx->rel, blk, page.data) ||
-			!tabplus_page_is(page.data, TABPLUS_PAGE_INTERNAL))
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (!tabplus_page_is(page, TABPLUS_PAGE_INTERNAL))
 			elog(ERROR, "TAB+ block %u of \"%s\" is not an index page",
 				 blk, RelationGetRelationName(ctx->rel));
-		idx = tabplus_internal_route(page.data, layout, ts);
+		idx = tabplus_internal_route(page, layout, ts);
 		path->blk[level] = blk;
 		path->idx[level] = idx;
-		if (idx + 1 < tabplus_internal_nentries(page.data, layout))
+		if (idx + 1 < tabplus_internal_nentries(page, layout))
 		{
-			tabplus_entry_get(page.data, idx + 1, layout, &e);
+			tabplus_entry_get(page, idx + 1, layout, &e);
 			path->has_hi = true;
 			path->hi = e.low_key;
 		}
-		tabplus_entry_get(page.data, idx, layout, &e);
+		tabplus_entry_get(page, idx, layout, &e);
+		UnlockReleaseBuffer(buf);
 		blk = e.child;
 	}
 	path->blk[0] = blk;
