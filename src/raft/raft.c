@@ -26,9 +26,10 @@
  * each ready's snapshot, entries and hard state durable in that order, then
  * sends persist_messages, then confirms with raft_persisted().
  *
- * Build flags RAFT_BUG_COMMIT_OLD_TERM and RAFT_BUG_ACK_BEFORE_PERSIST each
- * break one rule on purpose; they exist only so the simulator can prove that
- * it catches such bugs, and must never be used in a real build.
+ * Build flags RAFT_BUG_COMMIT_OLD_TERM, RAFT_BUG_ACK_BEFORE_PERSIST,
+ * RAFT_BUG_COUNT_LEARNERS and RAFT_BUG_VOTE_BEFORE_PERSIST each break one
+ * rule on purpose; they exist only so the simulator can prove that it
+ * catches such bugs, and must never be used in a real build.
  *
  * src/raft/raft.c
  *
@@ -142,8 +143,13 @@ message_needs_persist(raft_message_type type)
 {
 	switch (type)
 	{
-		case RAFT_MSG_VOTE:
 		case RAFT_MSG_VOTE_RESP:
+#ifdef RAFT_BUG_VOTE_BEFORE_PERSIST
+			return false;
+#else
+			return true;
+#endif
+		case RAFT_MSG_VOTE:
 		case RAFT_MSG_HEARTBEAT_RESP:
 		case RAFT_MSG_SNAPSHOT_RESP:
 			return true;
@@ -482,8 +488,12 @@ leader_maybe_commit(raft_node *node)
 
 	for (p = 0; p < node->num_progress; p++)
 	{
+#ifdef RAFT_BUG_COUNT_LEARNERS
+		matches[count++] = node->progress[p].match;
+#else
 		if (node->progress[p].is_voter)
 			matches[count++] = node->progress[p].match;
+#endif
 	}
 	if (count == 0)
 		return false;
@@ -500,7 +510,12 @@ leader_maybe_commit(raft_node *node)
 		}
 		matches[j] = value;
 	}
+#ifdef RAFT_BUG_COUNT_LEARNERS
+	/* the quorum size still comes from the voters, as in a real bug */
+	candidate = matches[raft_conf_quorum(&node->conf) - 1];
+#else
 	candidate = matches[count / 2];
+#endif
 	if (candidate <= node->commit)
 		return false;
 #ifndef RAFT_BUG_COMMIT_OLD_TERM

@@ -511,6 +511,41 @@ scenario_single_node(void)
 	sim_destroy(s);
 }
 
+/*
+ * A vote must be durable before the candidate hears of it: a voter that
+ * crashes before its fsync must not have granted anything, or it could vote
+ * again in the same term after restarting and elect a second leader.
+ */
+static void
+scenario_vote_survives_crash(void)
+{
+	sim		   *s = scripted(3, false, 18);
+	raft_status st;
+
+	/* node 1 asks node 3 only; node 3 grants, but its disk is slow */
+	sim_isolate(s, 2);
+	sim_campaign(s, 1);
+	CHECK(sim_deliver_one(s, 1, 3));	/* pre-vote */
+	CHECK(sim_deliver_one(s, 3, 1));	/* pre-vote granted */
+	sim_sync_node(s, 1);		/* node 1's own vote is durable */
+	CHECK(sim_deliver_one(s, 1, 3));	/* vote request */
+	sim_deliver_one(s, 3, 1);	/* a grant may only leave after fsync */
+	sim_status(s, 1, &st);
+	CHECK(st.role == RAFT_CANDIDATE && st.term == 1);
+
+	/* node 3 crashes before its fsync; node 2 campaigns in the same term */
+	sim_crash(s, 3);
+	sim_restart(s, 3);
+	sim_heal_links(s);
+	sim_isolate(s, 1);
+	CHECK(elect(s, 2));
+	sim_status(s, 2, &st);
+	CHECK_EQ(st.term, 1);
+	settle(s);
+	expect_clean(s);
+	sim_destroy(s);
+}
+
 static const test_case scenarios[] = {
 	{"figure8", scenario_figure8},
 	{"isolated_leader", scenario_isolated_leader},
@@ -520,6 +555,7 @@ static const test_case scenarios[] = {
 	{"leadership_transfer", scenario_leadership_transfer},
 	{"read_index", scenario_read_index},
 	{"single_node", scenario_single_node},
+	{"vote_survives_crash", scenario_vote_survives_crash},
 };
 
 int
