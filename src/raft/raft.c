@@ -1024,9 +1024,12 @@ conf_history_push(raft_node *node, raft_index index, const raft_conf_state *conf
 
 	if (node->conf_history_count == node->conf_history_cap)
 	{
-		size_t		new_cap = node->conf_history_cap == 0 ? 4 : node->conf_history_cap * 2;
-		raft_conf_history *items = raft_mem_realloc(node, node->conf_history,
-													new_cap * sizeof(raft_conf_history));
+		size_t		new_cap = node->conf_history_cap == 0 ?
+			4 : node->conf_history_cap * 2;
+		raft_conf_history *items;
+
+		items = raft_mem_realloc(node, node->conf_history,
+								 new_cap * sizeof(raft_conf_history));
 
 		if (items == NULL)
 			return false;

@@ -52,6 +52,10 @@ typedef struct capture
 
 static const uint8_t snapshot_bytes[] = "0123456789";
 
+/* flow-control overrides for the next make_node_full (0: defaults) */
+static uint32_t test_max_inflight;
+static uint32_t test_max_entries;
+
 static int
 test_snapshot_read(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
 				   size_t cap, size_t *len, bool *done)
@@ -99,6 +103,10 @@ make_node_full(raft_node_id id, const raft_conf_state *conf,
 	cfg.heartbeat_ticks = 1;
 	cfg.snapshot_chunk_bytes = 4;
 	cfg.snapshot_read = test_snapshot_read;
+	if (test_max_inflight > 0)
+		cfg.max_inflight_msgs = test_max_inflight;
+	if (test_max_entries > 0)
+		cfg.max_msg_entries = test_max_entries;
 	memset(&rs, 0, sizeof(rs));
 	if (hs != NULL)
 		rs.hard_state = *hs;
@@ -1189,6 +1197,73 @@ test_restart_restores_membership_and_commit(void)
 	raft_node_destroy(again);
 }
 
+static void
+test_flow_control_inflight_cap(void)
+{
+	raft_node  *node;
+	raft_message m;
+	capture		c;
+	const cap_msg *cm;
+	int			i;
+
+	test_max_inflight = 2;
+	test_max_entries = 1;
+	node = make_node(1, 3);
+	test_max_inflight = 0;
+	test_max_entries = 0;
+	leader_with_commit(node);
+	for (i = 0; i < 5; i++)
+		CHECK_EQ(raft_propose(node, "e", 1, NULL, NULL), RAFT_OK);
+	collect(node, &c, true);
+	/* node 2 replicates: two single-entry appends fill its pipeline */
+	CHECK_EQ(count_msgs(&c, RAFT_MSG_APPEND), 2);
+	cm = find_msg(&c, RAFT_MSG_APPEND, 2);
+	CHECK(cm != NULL && cm->m.num_entries == 1 && cm->first.index == 2);
+	/* node 3 never answered its probe: nothing more for it */
+	CHECK(find_msg(&c, RAFT_MSG_APPEND, 3) == NULL);
+
+	m = msg(RAFT_MSG_APPEND_RESP, 2, 1, 1);
+	m.index = 2;
+	step_ok(node, &m);
+	collect(node, &c, true);
+	/* one slot freed: exactly one more append, carrying the new commit */
+	cm = find_msg(&c, RAFT_MSG_APPEND, 2);
+	CHECK(cm != NULL && cm->first.index == 4 && cm->m.commit == 2);
+	CHECK_EQ(count_msgs(&c, RAFT_MSG_APPEND), 1);
+	raft_node_destroy(node);
+}
+
+static void
+test_outcome_unknown_after_snapshot(void)
+{
+	raft_node  *node = make_node(1, 3);
+	raft_message m;
+	capture		c;
+	raft_term	term;
+	raft_index	index;
+	static const raft_node_id ids[] = {1, 2, 3};
+
+	leader_with_commit(node);
+	CHECK_EQ(raft_propose(node, "x", 1, &term, &index), RAFT_OK);
+	collect(node, &c, true);
+
+	/* deposed, and then a snapshot covers our proposal: we cannot know */
+	m = msg(RAFT_MSG_SNAPSHOT, 2, 1, 2);
+	m.snapshot.meta.index = 5;
+	m.snapshot.meta.term = 2;
+	conf_of(&m.snapshot.meta.conf, ids, 3, NULL, 0);
+	m.snapshot.data = (const uint8_t *) "s";
+	m.snapshot.len = 1;
+	m.snapshot.done = true;
+	step_ok(node, &m);
+	collect(node, &c, true);
+	CHECK(c.has_snapshot);
+	CHECK_EQ(c.num_outcomes, 1);
+	CHECK(c.outcomes[0].index == index && c.outcomes[0].term == term &&
+		  c.outcomes[0].outcome == RAFT_OUTCOME_UNKNOWN);
+	raft_node_destroy(node);
+}
+
 static const test_case tests[] = {
 	{"single_node_commits_only_after_fsync", test_single_node_commits_only_after_fsync},
 	{"prevote_then_vote_messages", test_prevote_then_vote_messages},
@@ -1212,6 +1287,8 @@ static const test_case tests[] = {
 	{"stale_leader_learns_new_term", test_stale_leader_learns_new_term},
 	{"conf_change_codec", test_conf_change_codec},
 	{"restart_restores_membership_and_commit", test_restart_restores_membership_and_commit},
+	{"flow_control_inflight_cap", test_flow_control_inflight_cap},
+	{"outcome_unknown_after_snapshot", test_outcome_unknown_after_snapshot},
 };
 
 int
