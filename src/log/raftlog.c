@@ -54,8 +54,9 @@
  *	   index and fsyncs it, all before returning: the removal is durable
  *	   before any replacement entry is written, and a crash in between
  *	   leaves a shorter but contiguous log.
- *	5. raftlog_compact() writes the new snapshot meta to the state file and
- *	   fsyncs it FIRST, then deletes the segments it covers.  A crash in
+ *	5. raftlog_compact() and raftlog_install_snapshot() write the new
+ *	   snapshot meta to the state file and fsync it FIRST, then delete the
+ *	   segments it covers (install: all of them).  A crash in
  *	   between leaves segments that recovery recognises and deletes: those
  *	   wholly at or below the snapshot index, and, when the log's term at
  *	   the snapshot index is not the snapshot's term (a snapshot from the
@@ -1838,14 +1839,27 @@ raftlog_save_hard_state(raftlog *log, const raft_hard_state *hs)
 				PRIu64, (uint64_t) log->hs.term);
 		return RAFTLOG_ERR_INVALID;
 	}
+
+	/*
+	 * A commit index beyond the durable log would make the next recovery
+	 * after a power loss refuse the store: the entries must be synced first.
+	 */
+	if (hs->commit > log->synced_index && hs->commit > log->snap.index)
+	{
+		set_err(log, "raftlog_save_hard_state: commit %" PRIu64
+				" is beyond the durable log (%" PRIu64 "): sync first",
+				(uint64_t) hs->commit, (uint64_t) log->synced_index);
+		return RAFTLOG_ERR_INVALID;
+	}
 	if (hs->term == log->hs.term && hs->vote == log->hs.vote &&
 		hs->commit == log->hs.commit)
 		return RAFTLOG_OK;
 	return state_write(log, hs, &log->snap);
 }
 
-int
-raftlog_compact(raftlog *log, const raft_snapshot_meta *meta)
+/* The body of raftlog_compact() and raftlog_install_snapshot(). */
+static int
+do_compact(raftlog *log, const raft_snapshot_meta *meta, bool install)
 {
 	int			rc;
 	bool		keep;
@@ -1874,7 +1888,9 @@ raftlog_compact(raftlog *log, const raft_snapshot_meta *meta)
 
 	/* does the log agree with the snapshot at its index? */
 	keep = false;
-	if (meta->index <= log->last_index)
+	if (meta->index == log->snap.index)
+		keep = true;			/* only the membership changes */
+	else if (!install && meta->index <= log->last_index)
 	{
 		rc = raftlog_term(log, meta->index, &t);
 		if (rc != RAFTLOG_OK)
@@ -1934,6 +1950,18 @@ raftlog_compact(raftlog *log, const raft_snapshot_meta *meta)
 		log->nsegs -= drop;
 	}
 	return RAFTLOG_OK;
+}
+
+int
+raftlog_compact(raftlog *log, const raft_snapshot_meta *meta)
+{
+	return do_compact(log, meta, false);
+}
+
+int
+raftlog_install_snapshot(raftlog *log, const raft_snapshot_meta *meta)
+{
+	return do_compact(log, meta, true);
 }
 
 /*----------

@@ -12,13 +12,16 @@
  * How the worker drives it for each raft_ready (see the persistence
  * contract at the top of src/raft/raft.h):
  *
- *	if (ready.snapshot)			raftlog_compact(log, ready.snapshot)
+ *	if (ready.snapshot)			raftlog_install_snapshot(log, ready.snapshot)
  *								(after the snapshot data itself is durable)
  *	if (ready.num_entries)		raftlog_truncate_from(log, entries[0].index)
  *								raftlog_append(log, entries, n)
  *	raftlog_sync(log)
  *	if (ready.hard_state_changed) raftlog_save_hard_state(log, &hs)
  *	then raft_persisted(node, ready.persist_term, ready.persist_index)
+ *
+ * and after raft_snapshot_taken() + raft_compact(node, index) succeed,
+ * raftlog_compact(log, meta of that snapshot).
  *
  * Every function returns RAFTLOG_OK or a negative raftlog_status; on error
  * raftlog_errmsg() says what failed (with the errno text for system calls).
@@ -163,7 +166,11 @@ extern int	raftlog_sync(raftlog *log);
  */
 extern int	raftlog_truncate_from(raftlog *log, raft_index index);
 
-/* Durably record term, vote and commit (skipped when unchanged). */
+/*
+ * Durably record term, vote and commit (skipped when unchanged).  The term
+ * may not go back, and commit may not exceed raftlog_synced_index() (or the
+ * snapshot index): sync the entries first.
+ */
 extern int	raftlog_save_hard_state(raftlog *log, const raft_hard_state *hs);
 
 /*
@@ -176,6 +183,17 @@ extern int	raftlog_save_hard_state(raftlog *log, const raft_hard_state *hs);
  * The snapshot data itself must be durable before this is called.
  */
 extern int	raftlog_compact(raftlog *log, const raft_snapshot_meta *meta);
+
+/*
+ * The same for a snapshot received from the leader (ready.snapshot): the
+ * whole log is discarded even where it agrees with the snapshot, as the
+ * engine discards its in-memory log.  (Should a crash interrupt the
+ * deletion, recovery keeps any remaining entries after the snapshot whose
+ * log agrees with it at the snapshot index, as the Raft paper allows.)
+ * meta->index must not be below the current snapshot index.
+ */
+extern int	raftlog_install_snapshot(raftlog *log,
+									 const raft_snapshot_meta *meta);
 
 extern void raftlog_get_hard_state(const raftlog *log, raft_hard_state *hs);
 extern void raftlog_get_snapshot_meta(const raftlog *log,
