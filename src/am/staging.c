@@ -32,6 +32,7 @@
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/predicate.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -228,29 +229,72 @@ oid_cmp_local(const void *a, const void *b)
 
 /* Sort a stream's staged events by (time, arrival) and apply them. */
 static void
-stage_apply(StreamStage *stage)
+stage_apply(StreamStage *stage, Relation rel)
 {
 	StagedRow  *rows = stage->rows + stage->apply_from;
 	int64		n = stage->nrows - stage->apply_from;
 	int64		i;
-	Relation	rel;
-
-	if (n <= 0)
-		return;
-	rel = try_relation_open(stage->relid, RowExclusiveLock);
-	if (rel == NULL)
-		return;					/* dropped later in this transaction */
 
 	for (i = 1; i < n; i++)
 		if (rows[i].ts < rows[i - 1].ts)
 			break;
 	if (i < n)
 		qsort(rows, n, sizeof(StagedRow), staged_row_cmp);
-
-	stream_lock(rel, true);
 	tabplus_apply_batch(rel, stage->layout, rows, n);
-	stream_unlock(rel, true);
-	relation_close(rel, NoLock);
+}
+
+/*
+ * Apply every stream's staged events at pre-commit.  Everything that can
+ * fail for reasons outside our control is done before the first event is
+ * applied: the serialization check of a SERIALIZABLE transaction (which
+ * CommitTransaction would otherwise run after us) and taking every stream's
+ * lock, in OID order.  So an error leaves no stream half written.
+ */
+static void
+staging_apply_all(void)
+{
+	HASH_SEQ_STATUS status;
+	StreamStage *stage;
+	long		n = hash_get_num_entries(stages);
+	Oid		   *relids = palloc(sizeof(Oid) * n);
+	Relation   *rels = palloc0(sizeof(Relation) * n);
+	long		k = 0;
+	long		i;
+
+	hash_seq_init(&status, stages);
+	while ((stage = hash_seq_search(&status)) != NULL)
+		if (stage->nrows > stage->apply_from)
+			relids[k++] = stage->relid;
+	if (k == 0)
+		return;
+	qsort(relids, k, sizeof(Oid), oid_cmp_local);
+
+	if (IsolationIsSerializable())
+		PreCommit_CheckForSerializationFailure();
+
+	for (i = 0; i < k; i++)
+	{
+		/* a stream dropped later in this transaction has nothing to apply */
+		rels[i] = try_relation_open(relids[i], RowExclusiveLock);
+		if (rels[i] != NULL)
+			stream_lock(rels[i], true);
+	}
+	for (i = 0; i < k; i++)
+	{
+		if (rels[i] == NULL)
+			continue;
+		stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
+		stage_apply(stage, rels[i]);
+	}
+	for (i = 0; i < k; i++)
+	{
+		if (rels[i] == NULL)
+			continue;
+		stream_unlock(rels[i], true);
+		relation_close(rels[i], NoLock);
+	}
+	pfree(relids);
+	pfree(rels);
 }
 
 static void
@@ -262,24 +306,7 @@ staging_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			if (stages != NULL)
 			{
-				HASH_SEQ_STATUS status;
-				StreamStage *stage;
-				Oid		   *relids;
-				long		n = hash_get_num_entries(stages);
-				long		k = 0;
-				long		i;
-
-				relids = palloc(sizeof(Oid) * n);
-				hash_seq_init(&status, stages);
-				while ((stage = hash_seq_search(&status)) != NULL)
-					relids[k++] = stage->relid;
-				qsort(relids, k, sizeof(Oid), oid_cmp_local);
-				for (i = 0; i < k; i++)
-				{
-					stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
-					stage_apply(stage);
-				}
-				pfree(relids);
+				staging_apply_all();
 				stages = NULL;
 				last_stage = NULL;
 			}

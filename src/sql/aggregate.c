@@ -249,10 +249,13 @@ chronicle_aggregate_buckets(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
+	/* one lock for the bounds and every bucket: one consistent view */
+	stream_lock(rel, false);
 	if (!has_from || !has_to)
 	{
 		if (!tabplus_read_meta(rel, &meta) || meta.count == 0)
 		{
+			stream_unlock(rel, false);
 			relation_close(rel, AccessShareLock);
 			return (Datum) 0;
 		}
@@ -303,7 +306,7 @@ chronicle_aggregate_buckets(PG_FUNCTION_ARGS)
 					 errmsg("more than %d buckets requested", MAX_BUCKETS),
 					 errhint("Use a wider bucket or a narrower interval.")));
 
-		aggregate_range(rel, layout, true, b, true, Min(next, to), sum, NULL);
+		tabplus_aggregate(rel, layout, true, b, true, Min(next, to), sum, NULL);
 		values[0] = Int64GetDatum(b);
 		nulls[0] = false;
 		if (layout->timetype == TIMESTAMPOID)
@@ -312,6 +315,7 @@ chronicle_aggregate_buckets(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		b = next;
 	}
+	stream_unlock(rel, false);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
 }

@@ -118,6 +118,13 @@ tabplus_read_meta(Relation rel, TabPlusMeta *meta)
 
 	if (!tabplus_read_page(rel, TABPLUS_META_BLOCK, page.data))
 		return false;
+
+	/*
+	 * A zeroed block 0: the first batch extended the relation but its WAL
+	 * never reached disk before a crash.  The stream is still empty.
+	 */
+	if (PageIsNew(page.data))
+		return false;
 	if (!tabplus_page_is(page.data, TABPLUS_PAGE_META) ||
 		TabPlusPageGetMeta(page.data)->magic != TABPLUS_MAGIC)
 		ereport(ERROR,
@@ -153,16 +160,23 @@ step_finish(TreeCtx *ctx)
 	MemoryContextReset(ctx->stepcxt);
 }
 
-/* Create the meta page and an empty root leaf: one record. */
+/*
+ * Create the meta page and an empty root leaf: one record.  Block 0 may
+ * exist already, zeroed, when a crash lost the WAL of the first batch.
+ */
 static void
 tree_create(TreeCtx *ctx)
 {
-	Buffer		metabuf = tree_new_block(ctx->rel);
+	Buffer		metabuf;
 	Buffer		leafbuf;
 	Page		metapage;
 	Page		leafpage;
 	TabPlusMeta *meta;
 
+	if (RelationGetNumberOfBlocks(ctx->rel) == 0)
+		metabuf = tree_new_block(ctx->rel);
+	else
+		metabuf = ReadBuffer(ctx->rel, TABPLUS_META_BLOCK);
 	if (BufferGetBlockNumber(metabuf) != TABPLUS_META_BLOCK)
 		elog(ERROR, "stream \"%s\" is not empty but has no meta page",
 			 RelationGetRelationName(ctx->rel));
@@ -404,8 +418,12 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 	tabplus_wal_init(&ctx.wal, rel);
 	oldcxt = MemoryContextSwitchTo(ctx.stepcxt);
 
-	if (RelationGetNumberOfBlocks(rel) == 0)
-		tree_create(&ctx);
+	{
+		TabPlusMeta meta;
+
+		if (!tabplus_read_meta(rel, &meta))
+			tree_create(&ctx);
+	}
 
 	while (i < nrows)
 	{
