@@ -1980,9 +1980,64 @@ random_event(sim *s, uint64_t *proposals)
 		sim_tick_all(s);
 }
 
+static void
+dump_status(sim *s)
+{
+	int			i;
+
+	for (i = 1; i <= SIM_MAX_NODES && s->opts.verbose; i++)
+	{
+		raft_status st;
+		uint32_t	v;
+
+		if (!node_of(s, i)->exists)
+			continue;
+		sim_status(s, i, &st);
+		fprintf(stderr, "  node %d: %s term %llu vote %llu leader %llu commit %llu applied %llu stable %llu log %llu..%llu voters",
+				i, raft_role_name(st.role), (unsigned long long) st.term,
+				(unsigned long long) st.vote, (unsigned long long) st.leader,
+				(unsigned long long) st.commit, (unsigned long long) st.applied,
+				(unsigned long long) st.stable, (unsigned long long) st.first_index,
+				(unsigned long long) st.last_index);
+		for (v = 0; v < st.conf.num_voters; v++)
+			fprintf(stderr, " %llu", (unsigned long long) st.conf.voters[v]);
+		fprintf(stderr, " learners");
+		for (v = 0; v < st.conf.num_learners; v++)
+			fprintf(stderr, " %llu", (unsigned long long) st.conf.learners[v]);
+		fprintf(stderr, "\n");
+	}
+}
+
+/*
+ * A member of the leader's configuration whose state machine has not
+ * reached index yet; 0 when all have, -1 while there is no leader.
+ */
+static int
+lagging_member(sim *s, raft_index index)
+{
+	int			leader = sim_leader(s);
+	raft_status st;
+	uint32_t	k;
+
+	if (leader == 0)
+		return -1;
+	sim_status(s, leader, &st);
+	for (k = 0; k < st.conf.num_voters + st.conf.num_learners; k++)
+	{
+		int			id = (int) (k < st.conf.num_voters ? st.conf.voters[k] :
+								st.conf.learners[k - st.conf.num_voters]);
+
+		if (sim_is_up(s, id) && node_of(s, id)->sm_index < index)
+			return id;
+	}
+	return 0;
+}
+
 /*
  * I10: remove every fault and require a leader and a committed proposal
- * within HEAL_BOUND_ELECTIONS election timeouts.
+ * within HEAL_BOUND_ELECTIONS election timeouts, and then every member to
+ * catch up with that proposal (by entries or by snapshot) within as many
+ * again.
  */
 static void
 heal_and_check_progress(sim *s)
@@ -2041,29 +2096,28 @@ heal_and_check_progress(sim *s)
 	}
 	if (!s->failed && s->now - start > bound)
 	{
-		for (i = 1; i <= SIM_MAX_NODES && s->opts.verbose; i++)
-		{
-			raft_status st;
-			uint32_t	v;
-
-			if (!node_of(s, i)->exists)
-				continue;
-			sim_status(s, i, &st);
-			fprintf(stderr, "  node %d: %s term %llu vote %llu leader %llu commit %llu applied %llu stable %llu log %llu..%llu voters",
-					i, raft_role_name(st.role), (unsigned long long) st.term,
-					(unsigned long long) st.vote, (unsigned long long) st.leader,
-					(unsigned long long) st.commit, (unsigned long long) st.applied,
-					(unsigned long long) st.stable, (unsigned long long) st.first_index,
-					(unsigned long long) st.last_index);
-			for (v = 0; v < st.conf.num_voters; v++)
-				fprintf(stderr, " %llu", (unsigned long long) st.conf.voters[v]);
-			fprintf(stderr, " learners");
-			for (v = 0; v < st.conf.num_learners; v++)
-				fprintf(stderr, " %llu", (unsigned long long) st.conf.learners[v]);
-			fprintf(stderr, "\n");
-		}
+		dump_status(s);
 		fail(s, "I10 no committed proposal within %llu ticks after healing",
 			 (unsigned long long) bound);
+	}
+	start = s->now;
+	while (!s->failed)
+	{
+		int			lagging = lagging_member(s, probe_index);
+
+		if (lagging == 0)
+			break;
+		if (s->now - start > bound)
+		{
+			dump_status(s);
+			fail(s, "I10 member %d did not catch up with index %llu within %llu ticks after healing",
+				 lagging, (unsigned long long) probe_index, (unsigned long long) bound);
+			break;
+		}
+		sim_tick_all(s);
+		sim_deliver_all(s, 100000);
+		sim_sync_all(s);
+		sim_deliver_all(s, 100000);
 	}
 	trace(s, "heal: progress after %llu ticks", (unsigned long long) (s->now - start));
 	s->opts.drop_ppm = saved.drop_ppm;
