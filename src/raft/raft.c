@@ -16,7 +16,7 @@
  *	  index ("stable", learned through raft_persisted());
  *	- the leader advances commit only to an entry of its own term (Raft
  *	  paper section 5.4.2); older entries commit indirectly;
- *	- a committed entry is never truncated (asserted);
+ *	- a committed entry is never truncated (such a message is refused);
  *	- only voters count toward elections and commit; learners never do;
  *	- at most one membership change is uncommitted or unapplied at a time;
  *	- entries are handed to the application for applying only once they are
@@ -1251,7 +1251,14 @@ handle_append(raft_node *node, const raft_message *m)
 		/* first conflict or first new entry: truncate and append the rest */
 		if (e->index <= last_index(node))
 		{
-			RAFT_ASSERT(e->index > node->commit);
+			/*
+			 * A committed entry never changes.  A leader that says otherwise
+			 * is broken or not one of us: refuse the whole message rather
+			 * than destroy committed data (and rather than crash on input
+			 * from the network).  Nothing was modified yet.
+			 */
+			if (e->index <= node->commit)
+				return;
 			raft_log_truncate_from(node, &node->log, e->index);
 			node->stable = min_index(node->stable, e->index - 1);
 			node->persist_from = min_index(node->persist_from, e->index);
@@ -1372,6 +1379,8 @@ handle_append_resp(raft_node *node, raft_progress *pr, const raft_message *m)
 		raft_index	next_probe;
 
 		/* ignore answers to messages we have since superseded */
+		if (m->index > last_index(node))
+			return;				/* we never sent such a message */
 		if (pr->state == RAFT_PR_REPLICATE && m->index <= pr->match)
 			return;
 		if (pr->state == RAFT_PR_PROBE && m->index != pr->next - 1)

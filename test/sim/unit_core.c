@@ -1264,6 +1264,126 @@ test_outcome_unknown_after_snapshot(void)
 	raft_node_destroy(node);
 }
 
+static uint64_t fuzz_state;
+
+static uint32_t
+fuzz_below(uint32_t bound)
+{
+	uint64_t	z;
+
+	fuzz_state += UINT64_C(0x9E3779B97F4A7C15);
+	z = fuzz_state;
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return (uint32_t) ((z ^ (z >> 31)) % bound);
+}
+
+/*
+ * Hostile input: well-formed but arbitrary messages, ticks, proposals and
+ * persistence confirmations, in any order.  The engine must neither crash
+ * nor move term or commit backwards.
+ */
+static void
+test_fuzz_arbitrary_messages(void)
+{
+	static const raft_node_id ids[] = {1, 2, 3};
+	static const raft_node_id senders[] = {2, 3, 4, 9};
+	int			round;
+
+	fuzz_state = 12345;
+	for (round = 0; round < 200; round++)
+	{
+		raft_conf_state conf;
+		raft_node  *node;
+		raft_term	last_term = 0;
+		raft_index	last_commit = 0;
+		int			i;
+
+		conf_of(&conf, ids, 3, NULL, 0);
+		conf.removed[conf.num_removed++] = 9;
+		node = make_node_full(1, &conf, NULL, NULL, 0, 0, 0);
+		for (i = 0; i < 2000; i++)
+		{
+			uint32_t	what = fuzz_below(40);
+			raft_status st = status_of(node);
+			raft_term	near = st.term + fuzz_below(2);
+
+			if (what < 4)
+				raft_tick(node);
+			else if (what < 8)
+				(void) raft_propose(node, "f", 1, NULL, NULL);
+			else if (what == 8)
+				(void) raft_campaign(node);
+			else if (what == 9)
+				(void) raft_read_index(node, fuzz_below(100));
+			else
+			{
+				raft_message m;
+				raft_entry	ents[3];
+				uint32_t	k;
+				uint32_t	n = fuzz_below(4);
+
+				/* mostly near our own term, so that answers are not all stale */
+				m = msg((raft_message_type) (1 + fuzz_below(RAFT_MSG_TYPE_COUNT - 1)),
+						senders[fuzz_below(4)], 1,
+						fuzz_below(4) == 0 ? fuzz_below(6) : near);
+				m.index = fuzz_below((uint32_t) st.last_index + 3);
+				m.log_term = fuzz_below((uint32_t) m.term + 1);
+				if (m.log_term > m.term)
+					m.log_term = m.term;
+				m.commit = fuzz_below(12);
+				m.reject = fuzz_below(2) == 1;
+				m.reject_hint = fuzz_below(12);
+				m.reject_hint_term = fuzz_below(6);
+				m.context = fuzz_below(5);
+				m.leader_transfer = fuzz_below(4) == 0;
+				if (m.type == RAFT_MSG_APPEND)
+				{
+					for (k = 0; k < n; k++)
+					{
+						ents[k] = entry(m.log_term + (k == n - 1 ? fuzz_below(2) : 0),
+										m.index + 1 + k, "z");
+						if (ents[k].term > m.term)
+							ents[k].term = m.term;
+					}
+					m.entries = ents;
+					m.num_entries = n;
+				}
+				if (m.type == RAFT_MSG_SNAPSHOT)
+				{
+					m.snapshot.meta.index = 1 + fuzz_below(12);
+					m.snapshot.meta.term = fuzz_below(6);
+					m.snapshot.meta.conf = conf;
+					m.snapshot.offset = fuzz_below(3) * 4;
+					m.snapshot.data = (const uint8_t *) "abcd";
+					m.snapshot.len = 4;
+					m.snapshot.done = fuzz_below(3) == 0;
+				}
+				m.snapshot.done = m.snapshot.done || fuzz_below(8) == 0;
+				(void) raft_step(node, &m);
+			}
+			/* drain; confirm durability sometimes late, sometimes never */
+			while (raft_has_ready(node))
+			{
+				raft_ready	rd;
+
+				raft_ready_get(node, &rd);
+				raft_advance(node, &rd);
+				if (rd.must_persist && fuzz_below(4) != 0)
+					raft_persisted(node, rd.persist_term, rd.persist_index);
+			}
+			st = status_of(node);
+			CHECK(st.term >= last_term);
+			CHECK(st.commit >= last_commit);
+			CHECK(st.commit <= st.last_index);
+			CHECK(st.applied <= st.commit);
+			last_term = st.term;
+			last_commit = st.commit;
+		}
+		raft_node_destroy(node);
+	}
+}
+
 static const test_case tests[] = {
 	{"single_node_commits_only_after_fsync", test_single_node_commits_only_after_fsync},
 	{"prevote_then_vote_messages", test_prevote_then_vote_messages},
@@ -1289,6 +1409,7 @@ static const test_case tests[] = {
 	{"restart_restores_membership_and_commit", test_restart_restores_membership_and_commit},
 	{"flow_control_inflight_cap", test_flow_control_inflight_cap},
 	{"outcome_unknown_after_snapshot", test_outcome_unknown_after_snapshot},
+	{"fuzz_arbitrary_messages", test_fuzz_arbitrary_messages},
 };
 
 int
