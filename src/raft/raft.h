@@ -385,9 +385,13 @@ extern int	raft_propose_conf_change(raft_node *node, raft_conf_change_type type,
 extern int	raft_read_index(raft_node *node, uint64_t context);
 extern int	raft_transfer_leadership(raft_node *node, raft_node_id target);
 extern int	raft_campaign(raft_node *node);
+/* Also confirms an installed snapshot: pass ready.persist_term/_index. */
 extern void raft_persisted(raft_node *node, raft_term term, raft_index index);
 
-/* The application has a snapshot of its state at index (<= applied). */
+/*
+ * The application holds a durable snapshot of its state at index, which
+ * must be <= applied and <= the durable log (raft_status.stable).
+ */
 extern int	raft_snapshot_taken(raft_node *node, raft_index index);
 
 /* Discard log entries up to index (<= latest snapshot index). */
