@@ -23,7 +23,17 @@ OBJS = \
 	src/am/guard.o \
 	src/am/timescan.o \
 	src/sql/aggregate.o \
-	src/sql/insert_json.o
+	src/sql/insert_json.o \
+	src/sql/status.o \
+	src/worker/guc.o \
+	src/worker/worker.o \
+	src/queue/queue.o \
+	src/log/raftlog.o \
+	src/log/crc32c.o \
+	src/raft/raft.o \
+	src/raft/raft_conf.o \
+	src/raft/raft_log.o \
+	src/raft/raft_mem.o
 
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK =

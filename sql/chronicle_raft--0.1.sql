@@ -89,3 +89,13 @@ COMMENT ON VIEW chronicle.streams IS
 'one row per stream: events, first/last event time, out-of-order events seen, batches, tree height, bytes';
 
 GRANT USAGE ON SCHEMA chronicle TO PUBLIC;
+
+CREATE FUNCTION chronicle.status(OUT node_id bigint, OUT role text, OUT term bigint,
+                                 OUT leader_id bigint, OUT commit_index bigint,
+                                 OUT applied_index bigint, OUT last_log_index bigint,
+                                 OUT replicated boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'chronicle_status'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION chronicle.status() IS
+'this node''s Raft state: role, term, leader, commit/applied/last log index';

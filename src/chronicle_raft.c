@@ -20,6 +20,7 @@
 
 #include "am/stream.h"
 #include "tabplus/tabplus.h"
+#include "worker/cluster.h"
 
 PG_MODULE_MAGIC;
 
@@ -34,6 +35,40 @@ _PG_init(void)
 				 errmsg("chronicle_raft must be loaded via shared_preload_libraries"),
 				 errhint("Add chronicle_raft to shared_preload_libraries in postgresql.conf and restart the server.")));
 
+	cluster_define_gucs();
+	if (cluster_enabled())
+	{
+		ClusterMember members[CLUSTER_MAX_MEMBERS];
+		char	   *parse_error = NULL;
+		int			n = cluster_parse_members(chronicle_initial_cluster, members,
+											  CLUSTER_MAX_MEMBERS, &parse_error);
+		bool		found = false;
+		int			i;
+
+		for (i = 0; i < n; i++)
+			if (members[i].id == (uint64) chronicle_node_id)
+				found = true;
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("chronicle_raft.node_id %d is not a member of chronicle_raft.initial_cluster",
+							chronicle_node_id),
+					 errhint("List this node as %d=host:port in chronicle_raft.initial_cluster.",
+							 chronicle_node_id)));
+		if (n > 1 && (chronicle_cluster_secret == NULL || chronicle_cluster_secret[0] == '\0'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("chronicle_raft.cluster_secret must be set for a cluster of %d nodes", n),
+					 errhint("Set the same secret on every node.")));
+		if (chronicle_heartbeat_interval * 2 > chronicle_election_timeout)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("chronicle_raft.heartbeat_interval (%d ms) must be at most half of chronicle_raft.election_timeout (%d ms)",
+							chronicle_heartbeat_interval, chronicle_election_timeout),
+					 errhint("Lower the heartbeat interval or raise the election timeout.")));
+		cluster_register_worker();
+	}
+	queue_shmem_request();
 	tabplus_register_rmgr();
 	staging_register_callbacks();
 	guard_install_hooks();

@@ -32,6 +32,8 @@
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "storage/predicate.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -39,6 +41,8 @@
 
 #include "am/stream.h"
 #include "tabplus/tabplus.h"
+#include "utils/lsyscache.h"
+#include "worker/cluster.h"
 
 /* encoded events live in chunks growing from 8 kB to 1 MB */
 #define STAGE_CHUNK_MIN (8 * 1024)
@@ -240,7 +244,62 @@ stage_apply(StreamStage *stage, Relation rel)
 			break;
 	if (i < n)
 		qsort(rows, n, sizeof(StagedRow), staged_row_cmp);
-	tabplus_apply_batch(rel, stage->layout, rows, n);
+	tabplus_apply_batch(rel, stage->layout, rows, n, 0);
+}
+
+/*
+ * Replicated server: hand every stream's staged events to the worker as one
+ * batch and wait for its outcome (queue.c).  The worker applies them on
+ * every node, this one included.
+ */
+static void
+staging_replicate_all(void)
+{
+	HASH_SEQ_STATUS status;
+	StreamStage *stage;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	hash_seq_init(&status, stages);
+	while ((stage = hash_seq_search(&status)) != NULL)
+	{
+		int64		n = stage->nrows - stage->apply_from;
+		int64		i;
+		char	   *name;
+		uint16		namelen;
+		uint32		n32;
+		Relation	rel;
+
+		if (n <= 0)
+			continue;
+		rel = try_relation_open(stage->relid, AccessShareLock);
+		if (rel == NULL)
+			continue;
+		if (CheckRelationLockedByMe(rel, ShareLock, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot insert into replicated stream \"%s\" in a transaction that also locks it exclusively",
+							RelationGetRelationName(rel)),
+					 errhint("Run TRUNCATE, ALTER or CREATE of a replicated stream in its own transaction.")));
+		name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										  RelationGetRelationName(rel));
+		relation_close(rel, AccessShareLock);
+		namelen = (uint16) strlen(name);
+		n32 = (uint32) n;
+		appendBinaryStringInfo(&buf, (char *) &namelen, sizeof(namelen));
+		appendBinaryStringInfo(&buf, name, namelen);
+		appendBinaryStringInfo(&buf, (char *) &n32, sizeof(n32));
+		for (i = stage->apply_from; i < stage->nrows; i++)
+		{
+			uint16		len = (uint16) stage->rows[i].len;
+
+			appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+			appendBinaryStringInfo(&buf, stage->rows[i].data, len);
+		}
+	}
+	if (buf.len > 0)
+		queue_submit_and_wait(buf.data, buf.len);
+	pfree(buf.data);
 }
 
 /*
@@ -306,7 +365,10 @@ staging_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			if (stages != NULL)
 			{
-				staging_apply_all();
+				if (cluster_enabled() && !am_cluster_worker)
+					staging_replicate_all();
+				else
+					staging_apply_all();
 				stages = NULL;
 				last_stage = NULL;
 			}

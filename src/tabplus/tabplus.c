@@ -399,10 +399,15 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
 /*
  * Apply a batch of events sorted by (time, arrival).  The caller holds the
  * stream lock in ExclusiveLock.
+ *
+ * A batch from the Raft log (log_index > 0) is applied exactly once: every
+ * step records in the meta page, in the same WAL record, how many of the
+ * entry's events are in, so after a crash the same entry (sorted the same
+ * way) resumes where it stopped, and an entry already applied is skipped.
  */
 void
 tabplus_apply_batch(Relation rel, const StreamLayout *layout,
-					StagedRow *rows, int64 nrows)
+					StagedRow *rows, int64 nrows, uint64 log_index)
 {
 	TreeCtx		ctx;
 	MemoryContext oldcxt;
@@ -423,6 +428,13 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 
 		if (!tabplus_read_meta(rel, &meta))
 			tree_create(&ctx);
+		else if (log_index > 0)
+		{
+			if (meta.applied_index >= log_index)
+				i = nrows;		/* applied before a restart */
+			else if (meta.applying_index == log_index)
+				i = Min(meta.applying_done, nrows);
+		}
 	}
 
 	while (i < nrows)
@@ -481,6 +493,13 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 			tabplus_entry_get(node, path.idx[level], layout, &e);
 			event_summary_merge(layout, e.sum, delta);
 			tabplus_entry_put(node, path.idx[level], layout, &e);
+		}
+		if (log_index > 0)
+		{
+			meta->applying_index = log_index;
+			meta->applying_done = i;
+			if (i == nrows)
+				meta->applied_index = log_index;
 		}
 		if (i == nrows)
 			meta->batches++;

@@ -58,7 +58,9 @@ typedef struct TabPlusMeta
 	int64		max_ts;
 	int64		out_of_order;	/* events older than the newest at arrival */
 	int64		batches;		/* batches applied */
-	uint64		applied_index;	/* last replicated log index applied */
+	uint64		applied_index;	/* last Raft log index fully applied */
+	uint64		applying_index; /* Raft log index being applied ... */
+	int64		applying_done;	/* ... and how many of its events are in */
 } TabPlusMeta;
 
 #define TabPlusPageGetMeta(page) ((TabPlusMeta *) PageGetContents(page))
@@ -141,7 +143,7 @@ typedef struct StagedRow
 } StagedRow;
 
 extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
-								StagedRow *rows, int64 nrows);
+								StagedRow *rows, int64 nrows, uint64 log_index);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
 extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
 									 const TabPlusMeta *meta, int64 ts);

@@ -1,0 +1,448 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  The shared insert queue between committing backends and the worker.
+ *
+ * At pre-commit a backend of a replicated server copies its encoded batch
+ * into a byte ring in shared memory, sets the worker's latch and sleeps on
+ * a condition variable until the batch's slot says what happened to it.
+ * The worker drains the ring, proposes the batches as one Raft entry and
+ * moves each slot through PROPOSED -> COMMITTED -> APPLIED (or FAILED when
+ * the entry was provably not committed, UNKNOWN when that cannot be known).
+ *
+ * A backend owns exactly one slot (its BackendId) and has at most one batch
+ * in flight.  Record in the ring: uint32 length, int32 slot, uint64 batch
+ * id, then the bytes.  Everything is protected by one LWLock; the ring never
+ * drops a batch: a backend that finds it full waits (backpressure).
+ *
+ * Waiting: a batch still QUEUED when the wait times out is CANCELLED (the
+ * worker skips it), so the error "no leader" is honest: it was never
+ * proposed.  A wait interrupted after the batch was proposed ends with
+ * SQLSTATE 08007: the outcome is unknown.
+ *
+ * No pointers live in shared memory except the worker's latch, which is in
+ * its PGPROC and is cleared when the worker exits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+
+#include "worker/cluster.h"
+
+typedef struct BatchSlot
+{
+	uint64		batch_id;
+	BatchState	state;
+	char		msg[128];
+} BatchSlot;
+
+typedef struct QueueShared
+{
+	LWLock	   *lock;
+	ConditionVariable cv;
+	Latch	   *worker_latch;
+	uint64		next_batch_id;
+	uint64		head;			/* byte position of the oldest record */
+	uint64		tail;			/* byte position after the newest */
+	Size		capacity;
+	ClusterStatus status;
+	int			nslots;
+	BatchSlot  *slots;			/* offsets into this segment; set at startup */
+	char	   *ring;
+} QueueShared;
+
+#define RECORD_HEADER (sizeof(uint32) + sizeof(int32) + sizeof(uint64))
+
+static QueueShared *queue = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+queue_capacity(void)
+{
+	return Max((Size) 16 * 1024 * 1024, (Size) chronicle_buffer_size * 4);
+}
+
+static Size
+queue_shmem_size(void)
+{
+	return MAXALIGN(sizeof(QueueShared)) +
+		MAXALIGN(sizeof(BatchSlot) * (MaxBackends + 1)) + queue_capacity();
+}
+
+static void
+queue_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(queue_shmem_size());
+	RequestNamedLWLockTranche("chronicle_raft queue", 1);
+}
+
+static void
+queue_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	queue = ShmemInitStruct("chronicle_raft queue", queue_shmem_size(), &found);
+	if (!found)
+	{
+		char	   *base = (char *) queue;
+
+		memset(queue, 0, sizeof(QueueShared));
+		queue->lock = &(GetNamedLWLockTranche("chronicle_raft queue"))->lock;
+		ConditionVariableInit(&queue->cv);
+		queue->capacity = queue_capacity();
+		queue->nslots = MaxBackends + 1;
+		queue->slots = (BatchSlot *) (base + MAXALIGN(sizeof(QueueShared)));
+		memset(queue->slots, 0, sizeof(BatchSlot) * queue->nslots);
+		queue->ring = base + MAXALIGN(sizeof(QueueShared)) +
+			MAXALIGN(sizeof(BatchSlot) * queue->nslots);
+		queue->next_batch_id = 1;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+queue_shmem_request(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = queue_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = queue_startup;
+}
+
+void
+queue_shmem_startup(void)
+{
+	/* hooks do the work; kept for symmetry with queue_shmem_request */
+}
+
+static void
+ring_write(uint64 pos, const void *src, Size len)
+{
+	Size		off = pos % queue->capacity;
+	Size		first = Min(len, queue->capacity - off);
+
+	memcpy(queue->ring + off, src, first);
+	if (first < len)
+		memcpy(queue->ring, (const char *) src + first, len - first);
+}
+
+static void
+ring_read(uint64 pos, void *dst, Size len)
+{
+	Size		off = pos % queue->capacity;
+	Size		first = Min(len, queue->capacity - off);
+
+	memcpy(dst, queue->ring + off, first);
+	if (first < len)
+		memcpy((char *) dst + first, queue->ring, len - first);
+}
+
+static BatchSlot *
+my_slot(void)
+{
+	if (MyBackendId <= 0 || MyBackendId >= queue->nslots)
+		elog(ERROR, "backend id %d has no insert queue slot", MyBackendId);
+	return &queue->slots[MyBackendId];
+}
+
+/*
+ * Queue one batch and wait for its outcome as chronicle_raft.commit_wait
+ * says.  Errors (and so aborts the transaction) when the batch provably did
+ * not commit; SQLSTATE 08007 when its outcome is unknown.
+ */
+void
+queue_submit_and_wait(const char *data, Size len)
+{
+	BatchSlot  *slot;
+	uint64		batch_id;
+	uint32		len32;
+	int32		slotno = MyBackendId;
+	TimestampTz deadline;
+	BatchState	state;
+	char		msg[128];
+	volatile bool proposed = false;
+
+	if (queue == NULL)
+		elog(ERROR, "chronicle_raft insert queue is not initialized");
+	if (len + RECORD_HEADER > queue->capacity / 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("transaction's stream events take %zu bytes, more than the insert queue takes at once (%zu)",
+						len, queue->capacity / 2),
+				 errhint("Split the load into smaller transactions or raise chronicle_raft.buffer_size.")));
+	slot = my_slot();
+	len32 = (uint32) len;
+	deadline = GetCurrentTimestamp() +
+		(TimestampTz) (chronicle_election_timeout * 4 + 5000) * 1000;
+
+	/* wait for room (backpressure) and queue the record */
+	for (;;)
+	{
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		if (queue->worker_latch == NULL)
+		{
+			LWLockRelease(queue->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the chronicle_raft replication worker is not running"),
+					 errhint("Check the server log; the worker restarts by itself after a failure.")));
+		}
+		if (queue->capacity - (queue->tail - queue->head) >= len + RECORD_HEADER)
+			break;
+		LWLockRelease(queue->lock);
+		if (GetCurrentTimestamp() > deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the insert queue stayed full; nothing was committed"),
+					 errhint("The cluster may have no leader; see chronicle.status().")));
+		ConditionVariableTimedSleep(&queue->cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	batch_id = queue->next_batch_id++;
+	ring_write(queue->tail, &len32, sizeof(uint32));
+	ring_write(queue->tail + sizeof(uint32), &slotno, sizeof(int32));
+	ring_write(queue->tail + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
+	ring_write(queue->tail + RECORD_HEADER, data, len);
+	queue->tail += RECORD_HEADER + len;
+	slot->batch_id = batch_id;
+	slot->state = BATCH_QUEUED;
+	slot->msg[0] = '\0';
+	SetLatch(queue->worker_latch);
+	LWLockRelease(queue->lock);
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			LWLockAcquire(queue->lock, LW_SHARED);
+			state = slot->state;
+			strlcpy(msg, slot->msg, sizeof(msg));
+			LWLockRelease(queue->lock);
+			if (state >= BATCH_PROPOSED)
+				proposed = true;
+			if (state == BATCH_APPLIED || state == BATCH_FAILED || state == BATCH_UNKNOWN)
+				break;
+			if (state == BATCH_COMMITTED && chronicle_commit_wait != COMMIT_WAIT_APPLIED)
+				break;
+			if (state == BATCH_PROPOSED && chronicle_commit_wait == COMMIT_WAIT_OFF)
+				break;
+			if (state == BATCH_QUEUED && GetCurrentTimestamp() > deadline)
+			{
+				LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+				if (slot->state == BATCH_QUEUED)
+				{
+					slot->state = BATCH_CANCELLED;
+					LWLockRelease(queue->lock);
+					ereport(ERROR,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("no Raft leader accepted the transaction's events in time; nothing was committed"),
+							 errhint("Check chronicle.status() on the cluster's nodes.")));
+				}
+				LWLockRelease(queue->lock);
+				continue;
+			}
+			ConditionVariableTimedSleep(&queue->cv, 100, PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_CATCH();
+	{
+		ConditionVariableCancelSleep();
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		if (slot->state == BATCH_QUEUED)
+			slot->state = BATCH_CANCELLED;
+		else if (slot->state >= BATCH_PROPOSED)
+			proposed = true;
+		LWLockRelease(queue->lock);
+		if (proposed)
+		{
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+					 errmsg("the wait for the replicated commit was interrupted; the events may or may not be committed"),
+					 errhint("Check whether the events are present before retrying.")));
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (state == BATCH_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the transaction's events were not committed: %s", msg),
+				 errhint("Nothing of the transaction was applied; retry it.")));
+	if (state == BATCH_UNKNOWN)
+		ereport(ERROR,
+				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+				 errmsg("the outcome of the transaction's events is unknown: %s", msg),
+				 errhint("Check whether the events are present before retrying.")));
+}
+
+/*
+ * Worker: take every queued batch (up to max_bytes) out of the ring.  The
+ * copies are palloc'd in the current memory context.
+ */
+int
+queue_drain(QueuedBatch **batches, Size max_bytes)
+{
+	int			n = 0;
+	int			cap = 16;
+	Size		taken = 0;
+	QueuedBatch *out = palloc(sizeof(QueuedBatch) * cap);
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	while (queue->head < queue->tail)
+	{
+		uint32		len32;
+		int32		slotno;
+		uint64		batch_id;
+		BatchSlot  *slot;
+
+		ring_read(queue->head, &len32, sizeof(uint32));
+		if (n > 0 && taken + len32 > max_bytes)
+			break;
+		ring_read(queue->head + sizeof(uint32), &slotno, sizeof(int32));
+		ring_read(queue->head + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
+		slot = &queue->slots[slotno];
+		if (slot->batch_id == batch_id && slot->state == BATCH_QUEUED)
+		{
+			if (n == cap)
+			{
+				cap *= 2;
+				out = repalloc(out, sizeof(QueuedBatch) * cap);
+			}
+			out[n].slot = slotno;
+			out[n].batch_id = batch_id;
+			out[n].len = len32;
+			out[n].data = palloc(len32);
+			ring_read(queue->head + RECORD_HEADER, out[n].data, len32);
+			slot->state = BATCH_PROPOSED;
+			taken += len32;
+			n++;
+		}
+		queue->head += RECORD_HEADER + len32;
+	}
+	LWLockRelease(queue->lock);
+	if (n > 0)
+		ConditionVariableBroadcast(&queue->cv);	/* room in the ring */
+	*batches = out;
+	return n;
+}
+
+Size
+queue_bytes_waiting(void)
+{
+	Size		n;
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	n = queue->tail - queue->head;
+	LWLockRelease(queue->lock);
+	return n;
+}
+
+void
+queue_set_state(int slotno, uint64 batch_id, BatchState state, const char *msg)
+{
+	BatchSlot  *slot;
+
+	if (slotno <= 0 || slotno >= queue->nslots)
+		return;
+	slot = &queue->slots[slotno];
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (slot->batch_id == batch_id && slot->state != BATCH_CANCELLED && slot->state < state)
+	{
+		slot->state = state;
+		if (msg)
+			strlcpy(slot->msg, msg, sizeof(slot->msg));
+	}
+	LWLockRelease(queue->lock);
+	ConditionVariableBroadcast(&queue->cv);
+}
+
+/* Worker start: become the queue's consumer. */
+void
+queue_worker_attach(void)
+{
+	int			i;
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	queue->worker_latch = MyLatch;
+	/* batches a previous incarnation proposed have an unknown outcome */
+	for (i = 0; i < queue->nslots; i++)
+	{
+		BatchSlot  *slot = &queue->slots[i];
+
+		if (slot->state == BATCH_PROPOSED || slot->state == BATCH_COMMITTED)
+		{
+			slot->state = BATCH_UNKNOWN;
+			strlcpy(slot->msg, "the replication worker restarted", sizeof(slot->msg));
+		}
+	}
+	queue->status.running = true;
+	LWLockRelease(queue->lock);
+	ConditionVariableBroadcast(&queue->cv);
+}
+
+void
+queue_worker_detach(void)
+{
+	int			i;
+
+	if (queue == NULL)
+		return;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	queue->worker_latch = NULL;
+	queue->status.running = false;
+	for (i = 0; i < queue->nslots; i++)
+	{
+		BatchSlot  *slot = &queue->slots[i];
+
+		if (slot->state == BATCH_QUEUED)
+		{
+			slot->state = BATCH_FAILED;
+			strlcpy(slot->msg, "the replication worker stopped", sizeof(slot->msg));
+		}
+		else if (slot->state == BATCH_PROPOSED || slot->state == BATCH_COMMITTED)
+		{
+			slot->state = BATCH_UNKNOWN;
+			strlcpy(slot->msg, "the replication worker stopped", sizeof(slot->msg));
+		}
+	}
+	queue->head = queue->tail;
+	LWLockRelease(queue->lock);
+	ConditionVariableBroadcast(&queue->cv);
+}
+
+void
+queue_publish_status(const ClusterStatus *status)
+{
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	queue->status = *status;
+	queue->status.running = queue->worker_latch != NULL;
+	LWLockRelease(queue->lock);
+}
+
+void
+queue_read_status(ClusterStatus *status)
+{
+	LWLockAcquire(queue->lock, LW_SHARED);
+	*status = queue->status;
+	LWLockRelease(queue->lock);
+}

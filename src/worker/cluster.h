@@ -1,0 +1,98 @@
+/*-------------------------------------------------------------------------
+ *
+ * cluster.h
+ *	  Replication settings, the shared insert queue and the background
+ *	  worker that hosts the Raft engine.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CHRONICLE_CLUSTER_H
+#define CHRONICLE_CLUSTER_H
+
+#include "postgres.h"
+#include "lib/stringinfo.h"
+
+#define CLUSTER_MAX_MEMBERS 16
+
+typedef enum CommitWait
+{
+	COMMIT_WAIT_APPLIED,
+	COMMIT_WAIT_COMMITTED,
+	COMMIT_WAIT_OFF
+} CommitWait;
+
+typedef struct ClusterMember
+{
+	uint64		id;
+	char		host[64];
+	int			port;
+} ClusterMember;
+
+/* settings (guc.c) */
+extern int	chronicle_node_id;
+extern char *chronicle_listen_address;
+extern char *chronicle_initial_cluster;
+extern char *chronicle_cluster_secret;
+extern char *chronicle_cluster_name;
+extern int	chronicle_buffer_size;
+extern int	chronicle_flush_interval;
+extern int	chronicle_commit_wait;
+extern int	chronicle_election_timeout;
+extern int	chronicle_heartbeat_interval;
+extern char *chronicle_database;
+
+extern void cluster_define_gucs(void);
+extern bool cluster_enabled(void);
+extern int	cluster_parse_members(const char *spec, ClusterMember *members,
+								  int max, char **errmsg);
+extern uint64 cluster_id_from_name(const char *name);
+
+/* the shared insert queue (queue.c) */
+typedef enum BatchState
+{
+	BATCH_FREE = 0,
+	BATCH_QUEUED,				/* in the queue, not yet proposed */
+	BATCH_CANCELLED,			/* its backend gave up before it was proposed */
+	BATCH_PROPOSED,				/* in a Raft entry, outcome pending */
+	BATCH_COMMITTED,			/* the entry is committed by a quorum */
+	BATCH_APPLIED,				/* ... and applied on this node */
+	BATCH_FAILED,				/* provably not committed */
+	BATCH_UNKNOWN				/* outcome unknown (leader change) */
+} BatchState;
+
+typedef struct QueuedBatch
+{
+	int			slot;
+	uint64		batch_id;
+	char	   *data;
+	Size		len;
+} QueuedBatch;
+
+typedef struct ClusterStatus
+{
+	uint64		node_id;
+	int			role;			/* raft_role */
+	uint64		term;
+	uint64		leader_id;
+	uint64		commit_index;
+	uint64		applied_index;
+	uint64		last_log_index;
+	bool		running;
+} ClusterStatus;
+
+extern void queue_shmem_request(void);
+extern void queue_shmem_startup(void);
+extern void queue_submit_and_wait(const char *data, Size len);
+extern int	queue_drain(QueuedBatch **batches, Size max_bytes);
+extern void queue_set_state(int slot, uint64 batch_id, BatchState state, const char *msg);
+extern void queue_worker_attach(void);
+extern void queue_worker_detach(void);
+extern void queue_publish_status(const ClusterStatus *status);
+extern void queue_read_status(ClusterStatus *status);
+extern Size queue_bytes_waiting(void);
+
+/* the worker (worker.c) */
+extern void cluster_register_worker(void);
+extern bool am_cluster_worker;
+
+#endif							/* CHRONICLE_CLUSTER_H */

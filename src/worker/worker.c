@@ -1,0 +1,599 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The replication worker: one per server, hosting the Raft engine.
+ *
+ * Started from shared_preload_libraries when chronicle_raft.initial_cluster
+ * is set.  It connects to chronicle_raft.database, opens the durable Raft
+ * log ($PGDATA/chronicle_raft, src/log/), restores the engine from it and
+ * runs one loop: wait for its latch (or a timeout of one tick), advance the
+ * Raft clock, drain the insert queue into one proposal, and process the
+ * engine's ready output in the order of the persistence contract in
+ * src/raft/raft.h: make entries and hard state durable, send messages,
+ * apply committed entries, report proposal outcomes, then confirm
+ * persistence to the engine.
+ *
+ * Applying an entry runs in a transaction of the worker: each stream's
+ * events of the entry are sorted by (time, arrival) and applied with
+ * tabplus_apply_batch(), which records the entry's index in the stream's
+ * meta page in the same WAL records, so a restart never applies an entry
+ * twice and resumes one that was cut short.  The worker's own applied index
+ * is a hint kept in memory; the streams' meta pages are the truth.
+ *
+ * Entry payload: uint32 magic, uint32 kind (1 = batches), uint32 count,
+ * then per batch uint64 origin node, int32 slot, uint64 batch id, uint32
+ * length and the batch bytes as the backend encoded them (staging.c):
+ * per stream uint16 name length, the qualified name, uint32 event count,
+ * then per event uint16 length and the encoded event (rowcodec.c).
+ *
+ * A worker that exits or errors out marks every waiting batch failed or
+ * unknown (queue.c) so no backend waits forever; the postmaster restarts it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+
+#include "access/xact.h"
+#include "access/relation.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "am/stream.h"
+#include "log/raftlog.h"
+#include "raft/raft.h"
+#include "tabplus/tabplus.h"
+#include "worker/cluster.h"
+
+#define ENTRY_MAGIC		0x31455243	/* "CRE1" */
+#define ENTRY_BATCHES	1
+#define TICK_MS			10
+
+PGDLLEXPORT void chronicle_worker_main(Datum main_arg);
+
+bool		am_cluster_worker = false;
+
+typedef struct WorkerState
+{
+	raft_node  *node;
+	raftlog    *log;
+	uint64		cluster_id;
+	ClusterMember members[CLUSTER_MAX_MEMBERS];
+	int			nmembers;
+	raft_index	applied;
+	MemoryContext cxt;			/* reset after every loop */
+	/* batches proposed by this node, by log index */
+	struct PendingProposal
+	{
+		raft_index	index;
+		raft_term	term;
+		int			nbatches;
+		int		   *slots;
+		uint64	   *batch_ids;
+	}		   *pending;
+	int			npending;
+	int			maxpending;
+	TimestampTz oldest_queued;
+} WorkerState;
+
+static WorkerState ws;
+
+void
+cluster_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "chronicle_raft", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "chronicle_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "chronicle_raft replication worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "chronicle_raft", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+worker_on_exit(int code, Datum arg)
+{
+	queue_worker_detach();
+}
+
+/* ------------------------------------------------------------------ apply */
+
+typedef struct StreamRows
+{
+	char	   *name;
+	StagedRow  *rows;
+	int64		nrows;
+	int64		maxrows;
+} StreamRows;
+
+static bool
+take(const char **p, const char *end, void *dst, Size n)
+{
+	if (end - *p < (long) n)
+		return false;
+	memcpy(dst, *p, n);
+	*p += n;
+	return true;
+}
+
+/* Collect the events of one batch into per-stream arrays. */
+static void
+collect_batch(const char *p, const char *end, StreamRows **streams, int *nstreams,
+			  uint32 *seq)
+{
+	while (p < end)
+	{
+		uint16		namelen;
+		char		name[NAMEDATALEN * 2 + 8];
+		uint32		nrows;
+		uint32		r;
+		StreamRows *s = NULL;
+		int			k;
+
+		if (!take(&p, end, &namelen, sizeof(namelen)) || namelen >= sizeof(name) ||
+			!take(&p, end, name, namelen))
+			elog(ERROR, "malformed batch in Raft entry");
+		name[namelen] = '\0';
+		if (!take(&p, end, &nrows, sizeof(nrows)))
+			elog(ERROR, "malformed batch in Raft entry");
+		for (k = 0; k < *nstreams; k++)
+			if (strcmp((*streams)[k].name, name) == 0)
+				s = &(*streams)[k];
+		if (s == NULL)
+		{
+			*streams = repalloc(*streams, sizeof(StreamRows) * (*nstreams + 1));
+			s = &(*streams)[(*nstreams)++];
+			s->name = pstrdup(name);
+			s->maxrows = Max(nrows, 16);
+			s->rows = palloc(sizeof(StagedRow) * s->maxrows);
+			s->nrows = 0;
+		}
+		for (r = 0; r < nrows; r++)
+		{
+			uint16		len;
+			StagedRow  *row;
+
+			if (!take(&p, end, &len, sizeof(len)) || end - p < len || len < sizeof(int64) + 1)
+				elog(ERROR, "malformed event in Raft entry");
+			if (s->nrows == s->maxrows)
+			{
+				s->maxrows *= 2;
+				s->rows = repalloc_huge(s->rows, sizeof(StagedRow) * s->maxrows);
+			}
+			row = &s->rows[s->nrows++];
+			row->data = p;
+			row->len = len;
+			row->ts = row_get_time(p);
+			row->seq = (*seq)++;
+			p += len;
+		}
+	}
+}
+
+static int
+staged_row_cmp(const void *a, const void *b)
+{
+	const StagedRow *ra = a;
+	const StagedRow *rb = b;
+
+	if (ra->ts != rb->ts)
+		return ra->ts < rb->ts ? -1 : 1;
+	return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
+}
+
+/* Apply one committed entry to every stream it touches. */
+static void
+apply_entry(const raft_entry *e)
+{
+	const char *p = (const char *) e->data;
+	const char *end = p + e->len;
+	uint32		magic;
+	uint32		kind;
+	uint32		count;
+	uint32		b;
+	uint32		seq = 0;
+	StreamRows *streams = palloc(sizeof(StreamRows));
+	int			nstreams = 0;
+	int			k;
+
+	if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
+		return;
+	if (!take(&p, end, &magic, 4) || magic != ENTRY_MAGIC ||
+		!take(&p, end, &kind, 4) || kind != ENTRY_BATCHES ||
+		!take(&p, end, &count, 4))
+		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
+
+	for (b = 0; b < count; b++)
+	{
+		uint64		origin;
+		int32		slot;
+		uint64		batch_id;
+		uint32		len;
+
+		if (!take(&p, end, &origin, 8) || !take(&p, end, &slot, 4) ||
+			!take(&p, end, &batch_id, 8) || !take(&p, end, &len, 4) || end - p < len)
+			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
+		collect_batch(p, p + len, &streams, &nstreams, &seq);
+		p += len;
+	}
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (k = 0; k < nstreams; k++)
+	{
+		StreamRows *s = &streams[k];
+		List	   *names = stringToQualifiedNameList(s->name);
+		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), RowExclusiveLock, true);
+		Relation	rel;
+
+		if (!OidIsValid(relid) || !relid_is_stream(relid))
+		{
+			/* every node refuses the same way: the stream is not there */
+			ereport(WARNING,
+					(errmsg("Raft entry %llu has events for \"%s\", which is not a stream here; skipped",
+							(unsigned long long) e->index, s->name)));
+			continue;
+		}
+		rel = relation_open(relid, NoLock);
+		qsort(s->rows, s->nrows, sizeof(StagedRow), staged_row_cmp);
+		stream_lock(rel, true);
+		tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, e->index);
+		stream_unlock(rel, true);
+		relation_close(rel, NoLock);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* After an entry is applied (or committed), tell this node's waiters. */
+static void
+report_entry(raft_index index, raft_term term, BatchState state, const char *msg)
+{
+	int			i;
+
+	for (i = 0; i < ws.npending; i++)
+	{
+		struct PendingProposal *pp = &ws.pending[i];
+		int			b;
+
+		if (pp->index != index)
+			continue;
+		if (term != 0 && pp->term != term)
+			continue;
+		for (b = 0; b < pp->nbatches; b++)
+			queue_set_state(pp->slots[b], pp->batch_ids[b], state, msg);
+		if (state == BATCH_APPLIED || state == BATCH_FAILED || state == BATCH_UNKNOWN)
+		{
+			pfree(pp->slots);
+			pfree(pp->batch_ids);
+			ws.pending[i] = ws.pending[--ws.npending];
+		}
+		return;
+	}
+}
+
+/* -------------------------------------------------------------- proposing */
+
+static void
+propose_queued(void)
+{
+	QueuedBatch *batches;
+	int			n;
+	int			i;
+	StringInfoData buf;
+	uint32		magic = ENTRY_MAGIC;
+	uint32		kind = ENTRY_BATCHES;
+	uint32		count;
+	raft_term	term;
+	raft_index	index;
+	int			rc;
+	raft_status st;
+	uint64		self = (uint64) chronicle_node_id;
+
+	raft_get_status(ws.node, &st);
+	if (st.role != RAFT_LEADER)
+		return;					/* followers forward once the transport runs */
+
+	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
+	if (n == 0)
+		return;
+
+	initStringInfo(&buf);
+	count = (uint32) n;
+	appendBinaryStringInfo(&buf, (char *) &magic, 4);
+	appendBinaryStringInfo(&buf, (char *) &kind, 4);
+	appendBinaryStringInfo(&buf, (char *) &count, 4);
+	for (i = 0; i < n; i++)
+	{
+		uint32		len = (uint32) batches[i].len;
+
+		appendBinaryStringInfo(&buf, (char *) &self, 8);
+		appendBinaryStringInfo(&buf, (char *) &batches[i].slot, 4);
+		appendBinaryStringInfo(&buf, (char *) &batches[i].batch_id, 8);
+		appendBinaryStringInfo(&buf, (char *) &len, 4);
+		appendBinaryStringInfo(&buf, batches[i].data, batches[i].len);
+	}
+
+	rc = raft_propose(ws.node, buf.data, buf.len, &term, &index);
+	if (rc != RAFT_OK)
+	{
+		for (i = 0; i < n; i++)
+			queue_set_state(batches[i].slot, batches[i].batch_id, BATCH_FAILED,
+							"this node lost leadership before proposing");
+		return;
+	}
+
+	if (ws.npending == ws.maxpending)
+	{
+		ws.maxpending = Max(16, ws.maxpending * 2);
+		ws.pending = ws.pending ?
+			repalloc(ws.pending, sizeof(struct PendingProposal) * ws.maxpending) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(struct PendingProposal) * ws.maxpending);
+	}
+	ws.pending[ws.npending].index = index;
+	ws.pending[ws.npending].term = term;
+	ws.pending[ws.npending].nbatches = n;
+	ws.pending[ws.npending].slots = MemoryContextAlloc(TopMemoryContext, sizeof(int) * n);
+	ws.pending[ws.npending].batch_ids = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * n);
+	for (i = 0; i < n; i++)
+	{
+		ws.pending[ws.npending].slots[i] = batches[i].slot;
+		ws.pending[ws.npending].batch_ids[i] = batches[i].batch_id;
+	}
+	ws.npending++;
+}
+
+/* --------------------------------------------------------------- ready */
+
+static void
+log_fail(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("chronicle_raft log: %s failed: %s", what, raftlog_errmsg(ws.log))));
+}
+
+static void
+send_messages(const raft_message *msgs, size_t n)
+{
+	/* the network transport is added with multi-node clusters */
+	(void) msgs;
+	(void) n;
+}
+
+static void
+process_ready(void)
+{
+	while (raft_has_ready(ws.node))
+	{
+		raft_ready rd;
+		size_t		i;
+		raft_term	pterm;
+		raft_index	pindex;
+		bool		must_persist;
+
+		raft_ready_get(ws.node, &rd);
+		if (rd.num_entries > 0)
+		{
+			if (rd.entries[0].index <= raftlog_last_index(ws.log) &&
+				raftlog_truncate_from(ws.log, rd.entries[0].index) != RAFTLOG_OK)
+				log_fail("truncate");
+			if (raftlog_append(ws.log, rd.entries, rd.num_entries) != RAFTLOG_OK)
+				log_fail("append");
+		}
+		if (rd.must_persist && raftlog_sync(ws.log) != RAFTLOG_OK)
+			log_fail("fsync");
+		if (rd.hard_state_changed && raftlog_save_hard_state(ws.log, &rd.hard_state) != RAFTLOG_OK)
+			log_fail("saving the hard state");
+
+		send_messages(rd.messages, rd.num_messages);
+		send_messages(rd.persist_messages, rd.num_persist_messages);
+
+		for (i = 0; i < rd.num_committed; i++)
+		{
+			const raft_entry *e = &rd.committed[i];
+
+			report_entry(e->index, e->term, BATCH_COMMITTED, NULL);
+			apply_entry(e);
+			ws.applied = e->index;
+			report_entry(e->index, e->term, BATCH_APPLIED, NULL);
+		}
+		for (i = 0; i < rd.num_outcomes; i++)
+		{
+			const raft_proposal_outcome *o = &rd.outcomes[i];
+
+			if (o->outcome == RAFT_OUTCOME_LOST)
+				report_entry(o->index, o->term, BATCH_FAILED,
+							 "a new leader replaced the entry before it was committed");
+			else if (o->outcome == RAFT_OUTCOME_UNKNOWN)
+				report_entry(o->index, o->term, BATCH_UNKNOWN,
+							 "the entry was covered by a snapshot");
+		}
+
+		must_persist = rd.must_persist;
+		pterm = rd.persist_term;
+		pindex = rd.persist_index;
+		raft_advance(ws.node, &rd);
+		if (must_persist)
+			raft_persisted(ws.node, pterm, pindex);
+	}
+}
+
+static void
+publish_status(void)
+{
+	raft_status st;
+	ClusterStatus cs;
+
+	raft_get_status(ws.node, &st);
+	memset(&cs, 0, sizeof(cs));
+	cs.node_id = st.id;
+	cs.role = st.role;
+	cs.term = st.term;
+	cs.leader_id = st.leader;
+	cs.commit_index = st.commit;
+	cs.applied_index = ws.applied;
+	cs.last_log_index = st.last_index;
+	queue_publish_status(&cs);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void
+worker_start_engine(void)
+{
+	char		dir[MAXPGPATH];
+	char		errbuf[RAFTLOG_ERRMSG_SIZE];
+	raftlog_recovery recovery;
+	raft_restore restore;
+	raftlog_entries storage;
+	raft_config cfg;
+	char	   *parse_error = NULL;
+	int			rc;
+	int			i;
+
+	ws.nmembers = cluster_parse_members(chronicle_initial_cluster, ws.members,
+										CLUSTER_MAX_MEMBERS, &parse_error);
+	if (ws.nmembers <= 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid chronicle_raft.initial_cluster: %s", parse_error ? parse_error : "empty")));
+	ws.cluster_id = cluster_id_from_name(chronicle_cluster_name);
+
+	snprintf(dir, sizeof(dir), "%s/chronicle_raft", DataDir);
+	rc = raftlog_open(dir, ws.cluster_id, NULL, &ws.log, &recovery, errbuf, sizeof(errbuf));
+	if (rc != RAFTLOG_OK)
+		ereport(FATAL,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not open the chronicle_raft log in \"%s\": %s", dir, errbuf),
+				 errhint("A log of another cluster (chronicle_raft.cluster_name) is refused.")));
+	if (recovery.torn_bytes > 0)
+		ereport(LOG,
+				(errmsg("chronicle_raft log: discarded a torn tail of %llu bytes from index %llu",
+						(unsigned long long) recovery.torn_bytes,
+						(unsigned long long) recovery.torn_index)));
+
+	if (raftlog_load(ws.log, &restore, &storage) != RAFTLOG_OK)
+		log_fail("loading");
+	if (recovery.created || (restore.snapshot.index == 0 && restore.snapshot.conf.num_voters == 0))
+	{
+		/* a brand-new member of the initial cluster */
+		restore.snapshot.conf.num_voters = ws.nmembers;
+		for (i = 0; i < ws.nmembers; i++)
+			restore.snapshot.conf.voters[i] = ws.members[i].id;
+	}
+
+	raft_config_init(&cfg);
+	cfg.id = (raft_node_id) chronicle_node_id;
+	cfg.cluster_id = ws.cluster_id;
+	cfg.seed = (uint64) chronicle_node_id * UINT64CONST(0x9E3779B97F4A7C15) ^ (uint64) GetCurrentTimestamp();
+	cfg.election_ticks = Max(2, chronicle_election_timeout / TICK_MS);
+	cfg.heartbeat_ticks = Max(1, chronicle_heartbeat_interval / TICK_MS);
+	rc = raft_node_create(&cfg, &restore, &ws.node);
+	if (rc != RAFT_OK)
+		ereport(FATAL,
+				(errmsg("could not start the Raft engine (error %d)", rc)));
+	raftlog_entries_free(&storage);
+	ws.applied = restore.applied;
+	ereport(LOG,
+			(errmsg("chronicle_raft node %d started: %d members, log %llu..%llu",
+					chronicle_node_id, ws.nmembers,
+					(unsigned long long) raftlog_first_index(ws.log),
+					(unsigned long long) raftlog_last_index(ws.log))));
+}
+
+void
+chronicle_worker_main(Datum main_arg)
+{
+	TimestampTz last_tick;
+
+	am_cluster_worker = true;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(chronicle_database, NULL, 0);
+
+	/* the extension must exist in the replicated database */
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("CREATE EXTENSION IF NOT EXISTS chronicle_raft", false, 0) < 0)
+		elog(ERROR, "could not create extension chronicle_raft");
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	memset(&ws, 0, sizeof(ws));
+	ws.cxt = AllocSetContextCreate(TopMemoryContext, "chronicle_raft worker loop",
+								   ALLOCSET_DEFAULT_SIZES);
+	worker_start_engine();
+	before_shmem_exit(worker_on_exit, (Datum) 0);
+	queue_worker_attach();
+
+	last_tick = GetCurrentTimestamp();
+	for (;;)
+	{
+		TimestampTz now;
+		MemoryContext old;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 TICK_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		old = MemoryContextSwitchTo(ws.cxt);
+		now = GetCurrentTimestamp();
+		while (now - last_tick >= TICK_MS * 1000)
+		{
+			raft_tick(ws.node);
+			last_tick += TICK_MS * 1000;
+		}
+		/* flush at buffer_size bytes or after flush_interval */
+		{
+			Size		waiting = queue_bytes_waiting();
+
+			if (waiting == 0)
+				ws.oldest_queued = 0;
+			else
+			{
+				if (ws.oldest_queued == 0)
+					ws.oldest_queued = now;
+				if (waiting >= (Size) chronicle_buffer_size ||
+					now - ws.oldest_queued >= (TimestampTz) chronicle_flush_interval * 1000)
+				{
+					propose_queued();
+					ws.oldest_queued = 0;
+				}
+			}
+		}
+		process_ready();
+		publish_status();
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(ws.cxt);
+	}
+}
