@@ -99,3 +99,9 @@ AS 'MODULE_PATHNAME', 'chronicle_status'
 LANGUAGE C STABLE;
 COMMENT ON FUNCTION chronicle.status() IS
 'this node''s Raft state: role, term, leader, commit/applied/last log index';
+
+-- The replication worker's applied Raft index, updated in the same
+-- transaction as each applied entry (so replicated DDL is applied once).
+CREATE TABLE chronicle.raft_applied (applied_index bigint NOT NULL);
+INSERT INTO chronicle.raft_applied VALUES (0);
+REVOKE ALL ON chronicle.raft_applied FROM PUBLIC;

@@ -33,6 +33,11 @@
 #include "utils/rel.h"
 
 #include "am/stream.h"
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "tcop/cmdtag.h"
+#include "worker/cluster.h"
 
 static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility_hook = NULL;
@@ -356,6 +361,100 @@ guard_utility(Node *parsetree)
 	}
 }
 
+/*
+ * On a replicated server, CREATE TABLE ... USING chronicle and DROP TABLE of
+ * streams go through the Raft log: the statement text (with the session's
+ * search_path) is proposed like a batch and the worker of every node runs
+ * it, this one included, in log order with the inserts.  Such DDL is not
+ * transactional across the cluster, so it must run outside a transaction
+ * block.  Returns true when the statement was replicated.
+ */
+static bool
+replicate_stream_ddl(PlannedStmt *pstmt, const char *queryString,
+					 ProcessUtilityContext context, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		create = false;
+	char	   *ddl;
+	const char *search_path;
+	StringInfoData buf;
+	uint16		marker = 0xFFFF;
+	uint32		len;
+
+	if (!cluster_enabled() || am_cluster_worker)
+		return false;
+	if (IsA(parsetree, CreateStmt) && create_stmt_makes_stream((CreateStmt *) parsetree))
+		create = true;
+	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
+	{
+		DropStmt   *stmt = (DropStmt *) parsetree;
+		ListCell   *lc;
+		int			streams = 0;
+
+		foreach(lc, stmt->objects)
+		{
+			RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+
+			if (OidIsValid(rangevar_stream(rv)))
+				streams++;
+		}
+		if (streams == 0)
+			return false;
+		if (streams < list_length(stmt->objects))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot drop replicated streams and other tables in one statement"),
+					 errhint("Drop the streams with a DROP TABLE of their own.")));
+	}
+	else if (IsA(parsetree, TruncateStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((TruncateStmt *) parsetree)->relations)
+		{
+			Oid			relid = rangevar_stream(lfirst_node(RangeVar, lc));
+
+			if (OidIsValid(relid))
+				refuse("TRUNCATE of a replicated stream", relid,
+					   "Drop and re-create the stream; both are replicated.");
+		}
+		return false;
+	}
+	else
+		return false;
+
+	if (strcmp(get_database_name(MyDatabaseId), chronicle_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("replicated streams live in database \"%s\"", chronicle_database),
+				 errhint("Connect to that database, or set chronicle_raft.database.")));
+	PreventInTransactionBlock(context == PROCESS_UTILITY_TOPLEVEL,
+							  create ? "CREATE TABLE ... USING chronicle on a replicated server" :
+							  "DROP TABLE of a replicated stream");
+
+	if (pstmt->stmt_location >= 0 && pstmt->stmt_len > 0)
+		ddl = pnstrdup(queryString + pstmt->stmt_location, pstmt->stmt_len);
+	else if (pstmt->stmt_location >= 0)
+		ddl = pstrdup(queryString + pstmt->stmt_location);
+	else
+		ddl = pstrdup(queryString);
+	search_path = GetConfigOption("search_path", false, false);
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &marker, sizeof(marker));
+	len = (uint32) strlen(search_path);
+	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(&buf, search_path, len);
+	len = (uint32) strlen(ddl);
+	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(&buf, ddl, len);
+	queue_submit_and_wait(buf.data, buf.len);
+
+	if (qc)
+		SetQueryCompletion(qc, create ? CMDTAG_CREATE_TABLE : CMDTAG_DROP_TABLE, 0);
+	return true;
+}
+
 static void
 guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
@@ -363,6 +462,8 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	guard_utility(pstmt->utilityStmt);
+	if (replicate_stream_ddl(pstmt, queryString, context, qc))
+		return;
 	if (prev_ProcessUtility_hook)
 		prev_ProcessUtility_hook(pstmt, queryString, readOnlyTree, context,
 								 params, queryEnv, dest, qc);

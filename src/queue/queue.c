@@ -286,8 +286,8 @@ queue_submit_and_wait(const char *data, Size len)
 	if (state == BATCH_FAILED)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("the transaction's events were not committed: %s", msg),
-				 errhint("Nothing of the transaction was applied; retry it.")));
+				 errmsg("replicated change not committed: %s", msg),
+				 errhint("Nothing of it was applied.")));
 	if (state == BATCH_UNKNOWN)
 		ereport(ERROR,
 				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),

@@ -136,11 +136,16 @@ take(const char **p, const char *end, void *dst, Size n)
 	return true;
 }
 
-/* Collect the events of one batch into per-stream arrays. */
+/*
+ * Collect the events of one batch into per-stream arrays.  A DDL chunk
+ * (name length 0xFFFF) is returned through *ddl / *search_path instead; a
+ * DDL batch carries nothing else.
+ */
 static void
 collect_batch(const char *p, const char *end, StreamRows **streams, int *nstreams,
-			  uint32 *seq)
+			  uint32 *seq, char **ddl, char **search_path)
 {
+	*ddl = NULL;
 	while (p < end)
 	{
 		uint16		namelen;
@@ -150,8 +155,22 @@ collect_batch(const char *p, const char *end, StreamRows **streams, int *nstream
 		StreamRows *s = NULL;
 		int			k;
 
-		if (!take(&p, end, &namelen, sizeof(namelen)) || namelen >= sizeof(name) ||
-			!take(&p, end, name, namelen))
+		if (!take(&p, end, &namelen, sizeof(namelen)))
+			elog(ERROR, "malformed batch in Raft entry");
+		if (namelen == 0xFFFF)
+		{
+			uint32		len;
+
+			if (!take(&p, end, &len, sizeof(len)) || end - p < len)
+				elog(ERROR, "malformed DDL in Raft entry");
+			*search_path = pnstrdup(p, len);
+			p += len;
+			if (!take(&p, end, &len, sizeof(len)) || end - p < len)
+				elog(ERROR, "malformed DDL in Raft entry");
+			*ddl = pnstrdup(p, len);
+			return;
+		}
+		if (namelen >= sizeof(name) || !take(&p, end, name, namelen))
 			elog(ERROR, "malformed batch in Raft entry");
 		name[namelen] = '\0';
 		if (!take(&p, end, &nrows, sizeof(nrows)))
@@ -201,7 +220,121 @@ staged_row_cmp(const void *a, const void *b)
 	return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
 }
 
-/* Apply one committed entry to every stream it touches. */
+/* Apply the collected events of each stream, then forget them. */
+static void
+apply_streams(raft_index index, StreamRows *streams, int *nstreams)
+{
+	int			k;
+
+	for (k = 0; k < *nstreams; k++)
+	{
+		StreamRows *s = &streams[k];
+		List	   *names = stringToQualifiedNameList(s->name);
+		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), RowExclusiveLock, true);
+		Relation	rel;
+
+		if (!OidIsValid(relid) || !relid_is_stream(relid))
+		{
+			/* every node refuses the same way: the stream is not there */
+			ereport(WARNING,
+					(errmsg("Raft entry %llu has events for \"%s\", which is not a stream here; skipped",
+							(unsigned long long) index, s->name)));
+			continue;
+		}
+		rel = relation_open(relid, NoLock);
+		qsort(s->rows, s->nrows, sizeof(StagedRow), staged_row_cmp);
+		stream_lock(rel, true);
+		tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, index);
+		stream_unlock(rel, true);
+		relation_close(rel, NoLock);
+	}
+	*nstreams = 0;
+}
+
+/*
+ * Run replicated DDL in a subtransaction: an error (the same on every node,
+ * e.g. the table exists) is reported to the origin and the log goes on.
+ */
+static bool
+apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		SPI_connect();
+		SetConfigOption("search_path", search_path, PGC_USERSET, PGC_S_SESSION);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute(ddl, false, 0) < 0)
+			elog(ERROR, "SPI_execute failed");
+		PopActiveSnapshot();
+		SPI_finish();
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		strlcpy(errbuf, edata->message, errlen);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	SetConfigOption("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION);
+	return ok;
+}
+
+/* Record the applied index in the apply transaction (see the header). */
+static void
+set_applied_index(raft_index index)
+{
+	char		sql[128];
+
+	SPI_connect();
+	snprintf(sql, sizeof(sql), "UPDATE chronicle.raft_applied SET applied_index = %llu",
+			 (unsigned long long) index);
+	if (SPI_execute(sql, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the applied Raft index");
+	SPI_finish();
+}
+
+static raft_index
+get_applied_index(void)
+{
+	raft_index	index = 0;
+	bool		isnull;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT max(applied_index) FROM chronicle.raft_applied", true, 0) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			index = (raft_index) DatumGetInt64(d);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return index;
+}
+
+/*
+ * Apply one committed entry: its batches in order, each stream's events
+ * sorted by (time, arrival), DDL where it stands.  Then tell this node's
+ * waiting backends (batches with this node as origin).
+ */
 static void
 apply_entry(const raft_entry *e)
 {
@@ -214,7 +347,14 @@ apply_entry(const raft_entry *e)
 	uint32		seq = 0;
 	StreamRows *streams = palloc(sizeof(StreamRows));
 	int			nstreams = 0;
-	int			k;
+	int			ndone = 0;
+	struct
+	{
+		int			slot;
+		uint64		batch_id;
+		bool		failed;
+		char		msg[128];
+	}		   *done;
 
 	if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
 		return;
@@ -222,47 +362,62 @@ apply_entry(const raft_entry *e)
 		!take(&p, end, &kind, 4) || kind != ENTRY_BATCHES ||
 		!take(&p, end, &count, 4))
 		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
+	done = palloc0(sizeof(*done) * Max(count, 1));
 
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	for (b = 0; b < count; b++)
 	{
 		uint64		origin;
 		int32		slot;
 		uint64		batch_id;
 		uint32		len;
+		char	   *ddl;
+		char	   *search_path = NULL;
 
 		if (!take(&p, end, &origin, 8) || !take(&p, end, &slot, 4) ||
 			!take(&p, end, &batch_id, 8) || !take(&p, end, &len, 4) || end - p < len)
 			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
-		collect_batch(p, p + len, &streams, &nstreams, &seq);
+		collect_batch(p, p + len, &streams, &nstreams, &seq, &ddl, &search_path);
 		p += len;
-	}
-
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	for (k = 0; k < nstreams; k++)
-	{
-		StreamRows *s = &streams[k];
-		List	   *names = stringToQualifiedNameList(s->name);
-		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), RowExclusiveLock, true);
-		Relation	rel;
-
-		if (!OidIsValid(relid) || !relid_is_stream(relid))
+		if (origin == (uint64) chronicle_node_id)
 		{
-			/* every node refuses the same way: the stream is not there */
-			ereport(WARNING,
-					(errmsg("Raft entry %llu has events for \"%s\", which is not a stream here; skipped",
-							(unsigned long long) e->index, s->name)));
-			continue;
+			done[ndone].slot = slot;
+			done[ndone].batch_id = batch_id;
 		}
-		rel = relation_open(relid, NoLock);
-		qsort(s->rows, s->nrows, sizeof(StagedRow), staged_row_cmp);
-		stream_lock(rel, true);
-		tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, e->index);
-		stream_unlock(rel, true);
-		relation_close(rel, NoLock);
+		if (ddl != NULL)
+		{
+			char		errbuf[128];
+
+			apply_streams(e->index, streams, &nstreams);
+			PopActiveSnapshot();
+			CommandCounterIncrement();
+			if (!apply_ddl(search_path, ddl, errbuf, sizeof(errbuf)))
+			{
+				ereport(LOG,
+						(errmsg("replicated DDL of Raft entry %llu failed: %s",
+								(unsigned long long) e->index, errbuf)));
+				if (origin == (uint64) chronicle_node_id)
+				{
+					done[ndone].failed = true;
+					strlcpy(done[ndone].msg, errbuf, sizeof(done[ndone].msg));
+				}
+			}
+			CommandCounterIncrement();
+			PushActiveSnapshot(GetTransactionSnapshot());
+		}
+		if (origin == (uint64) chronicle_node_id)
+			ndone++;
 	}
+	apply_streams(e->index, streams, &nstreams);
+	set_applied_index(e->index);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	for (b = 0; b < (uint32) ndone; b++)
+		queue_set_state(done[b].slot, done[b].batch_id,
+						done[b].failed ? BATCH_FAILED : BATCH_APPLIED,
+						done[b].failed ? done[b].msg : NULL);
 }
 
 /* After an entry is applied (or committed), tell this node's waiters. */
@@ -501,6 +656,14 @@ worker_start_engine(void)
 		restore.snapshot.conf.num_voters = ws.nmembers;
 		for (i = 0; i < ws.nmembers; i++)
 			restore.snapshot.conf.voters[i] = ws.members[i].id;
+	}
+
+	/* entries up to the applied index need not be delivered again */
+	{
+		raft_index	applied = get_applied_index();
+
+		if (applied > restore.applied && applied <= restore.hard_state.commit)
+			restore.applied = applied;
 	}
 
 	raft_config_init(&cfg);
