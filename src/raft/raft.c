@@ -473,6 +473,26 @@ progress_sync_with_conf(raft_node *node, bool reset_all)
 }
 
 /*
+ * Entries (from, to] just committed: their payload no longer counts against
+ * max_uncommitted_bytes.  Entries of earlier terms were never counted, hence
+ * the clamp.
+ */
+static void
+release_uncommitted(raft_node *node, raft_index from, raft_index to)
+{
+	raft_index	index;
+
+	for (index = from + 1; index <= to && node->uncommitted_bytes > 0; index++)
+	{
+		const raft_entry *entry = raft_log_entry(&node->log, index);
+		uint64_t	len = entry != NULL ? entry->len : 0;
+
+		node->uncommitted_bytes -= len < node->uncommitted_bytes ?
+			len : node->uncommitted_bytes;
+	}
+}
+
+/*
  * Advance commit to the highest index durable on a majority of voters, but
  * only if that entry belongs to the current term (an entry of an older
  * term may still be overwritten: Raft paper figure 8).
@@ -522,6 +542,7 @@ leader_maybe_commit(raft_node *node)
 	if (term_at(node, candidate) != node->term)
 		return false;
 #endif
+	release_uncommitted(node, node->commit, candidate);
 	node->commit = candidate;
 	return true;
 }
@@ -928,6 +949,7 @@ become_leader(raft_node *node)
 	node->election_elapsed = 0;
 	node->heartbeat_elapsed = 0;
 	node->transferee = RAFT_NO_NODE;
+	node->uncommitted_bytes = 0;
 	progress_sync_with_conf(node, true);
 
 	/*
@@ -1960,9 +1982,14 @@ raft_propose(raft_node *node, const void *data, size_t len,
 		return RAFT_ERR_NOT_LEADER;
 	if (node->transferee != RAFT_NO_NODE)
 		return RAFT_ERR_BUSY;
+	/* bound the leader's memory when followers cannot keep up; one always fits */
+	if (node->cfg.max_uncommitted_bytes > 0 && node->uncommitted_bytes > 0 &&
+		node->uncommitted_bytes + len > node->cfg.max_uncommitted_bytes)
+		return RAFT_ERR_BUSY;
 	index = leader_append(node, RAFT_ENTRY_NORMAL, data, len);
 	if (index == 0)
 		return RAFT_ERR_NOMEM;
+	node->uncommitted_bytes += len;
 	prop = raft_vec_push(node, &node->proposals);
 	if (prop == NULL)
 		return RAFT_ERR_NOMEM;

@@ -249,6 +249,8 @@ typedef struct raft_config
 	uint32_t	max_inflight_msgs;	/* per follower */
 	uint64_t	max_inflight_bytes; /* per follower */
 	uint32_t	snapshot_chunk_bytes;
+	uint64_t	max_uncommitted_bytes;	/* leader refuses proposals beyond
+										 * this (RAFT_ERR_BUSY); 0: no limit */
 	raft_allocator allocator;	/* all NULL: malloc/realloc/free */
 	raft_snapshot_read_fn snapshot_read;
 	void	   *snapshot_read_ctx;

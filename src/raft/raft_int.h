@@ -176,6 +176,8 @@ struct raft_node
 	bool		bcast_commit;	/* commit advanced: tell everyone */
 	bool		heartbeat_pending;	/* read-index round to confirm */
 	raft_index	pending_conf_index;
+	uint64_t	uncommitted_bytes;	/* payload proposed in this term, not yet
+									 * committed (flow control toward clients) */
 	raft_node_id transferee;
 	uint32_t	transfer_elapsed;
 	uint64_t	read_round;

@@ -1166,6 +1166,7 @@ node_config(sim *s, sim_node *n, raft_config *cfg)
 	cfg->max_inflight_msgs = s->opts.max_inflight_msgs;
 	cfg->max_inflight_bytes = 64 * 1024;
 	cfg->snapshot_chunk_bytes = s->opts.snapshot_chunk_bytes;
+	cfg->max_uncommitted_bytes = s->opts.max_uncommitted_bytes;
 	cfg->snapshot_read = snapshot_read_cb;
 	cfg->snapshot_read_ctx = n;
 }
@@ -2155,6 +2156,7 @@ sim_random_run(const sim_options *base, int steps, char *why, size_t why_len,
 	opts.max_msg_entries = (uint32_t[]) {1, 2, 4, 8, 64}[(regime >> 32) % 5];
 	opts.max_inflight_msgs = (uint32_t[]) {1, 2, 4, 16}[(regime >> 40) % 4];
 	opts.storm_ppm = (uint32_t[]) {0, 2000, 10000}[(regime >> 56) % 3];
+	opts.max_uncommitted_bytes = ((regime >> 60) % 2) ? 512 : 0;
 	opts.max_nodes = opts.num_nodes + 2;
 	if (opts.max_nodes > SIM_MAX_NODES)
 		opts.max_nodes = SIM_MAX_NODES;

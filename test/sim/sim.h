@@ -36,6 +36,7 @@ typedef struct sim_options
 	uint32_t	max_msg_entries;
 	uint32_t	max_inflight_msgs;
 	uint32_t	snapshot_chunk_bytes;
+	uint64_t	max_uncommitted_bytes;
 
 	/* faults, in parts per million per opportunity */
 	uint32_t	drop_ppm;

@@ -1264,6 +1264,35 @@ test_outcome_unknown_after_snapshot(void)
 	raft_node_destroy(node);
 }
 
+static void
+test_max_uncommitted_bytes(void)
+{
+	raft_conf_state conf;
+	static const raft_node_id ids[] = {1, 2, 3};
+	raft_config cfg;
+	raft_restore rs;
+	raft_node  *node = NULL;
+
+	conf_of(&conf, ids, 3, NULL, 0);
+	raft_config_init(&cfg);
+	cfg.id = 1;
+	cfg.cluster_id = CID;
+	cfg.max_uncommitted_bytes = 3;
+	memset(&rs, 0, sizeof(rs));
+	rs.snapshot.conf = conf;
+	CHECK_EQ(raft_node_create(&cfg, &rs, &node), RAFT_OK);
+	leader_with_commit(node);
+	/* one proposal always fits, even if larger than the limit */
+	CHECK_EQ(raft_propose(node, "abcd", 4, NULL, NULL), RAFT_OK);
+	CHECK_EQ(raft_propose(node, "e", 1, NULL, NULL), RAFT_ERR_BUSY);
+	commit_all(node);
+	CHECK_EQ(status_of(node).commit, 2);
+	CHECK_EQ(raft_propose(node, "ab", 2, NULL, NULL), RAFT_OK);
+	CHECK_EQ(raft_propose(node, "c", 1, NULL, NULL), RAFT_OK);
+	CHECK_EQ(raft_propose(node, "d", 1, NULL, NULL), RAFT_ERR_BUSY);
+	raft_node_destroy(node);
+}
+
 static uint64_t fuzz_state;
 
 static uint32_t
@@ -1409,6 +1438,7 @@ static const test_case tests[] = {
 	{"restart_restores_membership_and_commit", test_restart_restores_membership_and_commit},
 	{"flow_control_inflight_cap", test_flow_control_inflight_cap},
 	{"outcome_unknown_after_snapshot", test_outcome_unknown_after_snapshot},
+	{"max_uncommitted_bytes", test_max_uncommitted_bytes},
 	{"fuzz_arbitrary_messages", test_fuzz_arbitrary_messages},
 };
 
