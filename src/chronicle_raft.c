@@ -73,5 +73,4 @@ _PG_init(void)
 	staging_register_callbacks();
 	guard_install_hooks();
 	timescan_install_hooks();
-	MarkGUCPrefixReserved("chronicle_raft");
 }

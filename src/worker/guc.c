@@ -181,9 +181,35 @@ check_listen_address(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static const char *const setting_names[] = {
+	"chronicle_raft.node_id", "chronicle_raft.listen_address",
+	"chronicle_raft.initial_cluster", "chronicle_raft.cluster_secret",
+	"chronicle_raft.cluster_name", "chronicle_raft.buffer_size",
+	"chronicle_raft.flush_interval", "chronicle_raft.commit_wait",
+	"chronicle_raft.election_timeout", "chronicle_raft.heartbeat_interval",
+	"chronicle_raft.database"
+};
+
+/*
+ * PostgreSQL applies a configuration file value to a newly defined
+ * extension setting with a WARNING when the value is invalid, and keeps the
+ * default: a node with a typo in its cluster settings would start as a
+ * cluster of one.  So the raw values are captured before the settings are
+ * defined and validated again after, with ERROR: the server does not start.
+ */
 void
 cluster_define_gucs(void)
 {
+	char	   *raw[lengthof(setting_names)];
+	int			i;
+
+	for (i = 0; i < (int) lengthof(setting_names); i++)
+	{
+		const char *v = GetConfigOption(setting_names[i], true, false);
+
+		raw[i] = v ? pstrdup(v) : NULL;
+	}
+
 	DefineCustomIntVariable("chronicle_raft.node_id",
 							"This server's Raft node id.",
 							"Unique in the cluster and never reused.",
@@ -240,4 +266,10 @@ cluster_define_gucs(void)
 							   NULL,
 							   &chronicle_database, "postgres",
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("chronicle_raft");
+
+	for (i = 0; i < (int) lengthof(setting_names); i++)
+		if (raw[i] != NULL)
+			(void) set_config_option(setting_names[i], raw[i], PGC_POSTMASTER,
+									 PGC_S_FILE, GUC_ACTION_SET, false, ERROR, false);
 }
