@@ -7,6 +7,7 @@
 #   make simcheck SEEDS=N STEPS=M a longer random search in the Raft simulator
 #   make tapcheck                 TAP tests (multi-server, crash/restart)
 
+EXTRA_CLEAN = proto/build
 EXTENSION  = chronicle_raft
 MODULE_big = chronicle_raft
 DATA       = sql/chronicle_raft--0.1.sql
@@ -30,13 +31,18 @@ OBJS = \
 	src/queue/queue.o \
 	src/log/raftlog.o \
 	src/log/crc32c.o \
+	src/net/codec.o \
+	src/net/hmac.o \
+	src/net/transport.o \
+	proto/build/chronicle.pb-c.o \
 	src/raft/raft.o \
 	src/raft/raft_conf.o \
 	src/raft/raft_log.o \
 	src/raft/raft_mem.o
 
 PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK =
+SHLIB_LINK = -lprotobuf-c
+PG_CPPFLAGS += -I$(srcdir)/proto/build
 
 REGRESS = setup streams types errors transactions aggregates insert_json ddl timescan
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
@@ -45,8 +51,15 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# protobuf-c code is generated at build time (not committed)
+proto/build/chronicle.pb-c.c proto/build/chronicle.pb-c.h: proto/chronicle.proto
+	@mkdir -p proto/build
+	protoc-c --proto_path=proto --c_out=proto/build proto/chronicle.proto
+
+src/net/codec.o: proto/build/chronicle.pb-c.h
+
 # PGXS tracks no header dependencies: rebuild everything when a header changes
-$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h) proto/build/chronicle.pb-c.h
 
 .PHONY: unitcheck simcheck tapcheck
 

@@ -243,6 +243,13 @@ queue_submit_and_wait(const char *data, Size len)
 				break;
 			if (state == BATCH_PROPOSED && chronicle_commit_wait == COMMIT_WAIT_OFF)
 				break;
+			if (state >= BATCH_PROPOSED && state <= BATCH_COMMITTED &&
+				GetCurrentTimestamp() > deadline + (TimestampTz) chronicle_election_timeout * 10 * 1000)
+			{
+				strlcpy(msg, "no answer from the cluster in time", sizeof(msg));
+				state = BATCH_UNKNOWN;
+				break;
+			}
 			if (state == BATCH_QUEUED && GetCurrentTimestamp() > deadline)
 			{
 				LWLockAcquire(queue->lock, LW_EXCLUSIVE);
@@ -374,6 +381,25 @@ queue_set_state(int slotno, uint64 batch_id, BatchState state, const char *msg)
 	}
 	LWLockRelease(queue->lock);
 	ConditionVariableBroadcast(&queue->cv);
+}
+
+/* The same, for a batch known only by its id (batch ids are unique). */
+void
+queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg)
+{
+	int			i;
+	int			found = -1;
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	for (i = 0; i < queue->nslots; i++)
+		if (queue->slots[i].batch_id == batch_id)
+		{
+			found = i;
+			break;
+		}
+	LWLockRelease(queue->lock);
+	if (found >= 0)
+		queue_set_state(found, batch_id, state, msg);
 }
 
 /* Worker start: become the queue's consumer. */

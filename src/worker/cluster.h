@@ -85,6 +85,7 @@ extern void queue_shmem_startup(void);
 extern void queue_submit_and_wait(const char *data, Size len);
 extern int	queue_drain(QueuedBatch **batches, Size max_bytes);
 extern void queue_set_state(int slot, uint64 batch_id, BatchState state, const char *msg);
+extern void queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg);
 extern void queue_worker_attach(void);
 extern void queue_worker_detach(void);
 extern void queue_publish_status(const ClusterStatus *status);

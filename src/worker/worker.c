@@ -57,6 +57,8 @@
 
 #include "am/stream.h"
 #include "log/raftlog.h"
+#include "net/codec.h"
+#include "net/transport.h"
 #include "raft/raft.h"
 #include "tabplus/tabplus.h"
 #include "worker/cluster.h"
@@ -86,10 +88,29 @@ typedef struct WorkerState
 		int			nbatches;
 		int		   *slots;
 		uint64	   *batch_ids;
+		uint64	   *origins;
 	}		   *pending;
 	int			npending;
 	int			maxpending;
 	TimestampTz oldest_queued;
+
+	/* network */
+	int			listen_fd;
+	transport_config tcfg;
+	struct Peer
+	{
+		ClusterMember member;
+		peer_conn  *conn;		/* established or in progress, or NULL */
+		transport_backoff backoff;
+		uint64		next_dial_ms;
+	}			peers[CLUSTER_MAX_MEMBERS];
+	int			npeers;
+	peer_conn  *inbound[64];	/* accepted, handshake not finished */
+	int			ninbound;
+
+	/* batches forwarded to this node while it leads, for the next entry */
+	StringInfoData forwarded;
+	uint32		nforwarded;
 } WorkerState;
 
 static WorkerState ws;
@@ -420,9 +441,364 @@ apply_entry(const raft_entry *e)
 						done[b].failed ? done[b].msg : NULL);
 }
 
-/* After an entry is applied (or committed), tell this node's waiters. */
+/* ---------------------------------------------------------------- network */
+
+static uint64
+now_ms(void)
+{
+	return (uint64) (GetCurrentTimestamp() / 1000);
+}
+
+static struct Peer *
+peer_by_id(uint64 id)
+{
+	int			i;
+
+	for (i = 0; i < ws.npeers; i++)
+		if (ws.peers[i].member.id == id)
+			return &ws.peers[i];
+	return NULL;
+}
+
+static bool
+peer_allowed(void *arg, raft_node_id id)
+{
+	return peer_by_id(id) != NULL;
+}
+
 static void
-report_entry(raft_index index, raft_term term, BatchState state, const char *msg)
+send_frame(uint64 to, const codec_frame *f)
+{
+	struct Peer *peer = peer_by_id(to);
+
+	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED)
+		return;					/* Raft retransmits; forwarding times out */
+	(void) conn_queue_codec_frame(peer->conn, f);
+}
+
+static void
+send_messages(const raft_message *msgs, size_t n)
+{
+	size_t		i;
+
+	for (i = 0; i < n; i++)
+	{
+		codec_frame f;
+
+		memset(&f, 0, sizeof(f));
+		f.kind = CODEC_FRAME_RAFT;
+		f.u.raft = msgs[i];
+		send_frame(msgs[i].to, &f);
+	}
+}
+
+static void
+send_forward_result(uint64 origin, uint64 batch_id, codec_forward_outcome outcome)
+{
+	codec_frame f;
+	raft_status st;
+
+	raft_get_status(ws.node, &st);
+	memset(&f, 0, sizeof(f));
+	f.kind = CODEC_FRAME_FORWARD_RESULT;
+	f.u.forward_result.batch_id = batch_id;
+	f.u.forward_result.origin = origin;
+	f.u.forward_result.outcome = outcome;
+	f.u.forward_result.leader_hint = st.leader;
+	send_frame(origin, &f);
+}
+
+/*
+ * Lower node ids dial higher ones, so each pair has one connection; the
+ * dialer redials with backoff, the other side waits.
+ */
+static void
+network_start(void)
+{
+	char		err[256];
+	char		host[64];
+	int			port = 0;
+	int			i;
+
+	memset(&ws.tcfg, 0, sizeof(ws.tcfg));
+	ws.tcfg.cluster_id = ws.cluster_id;
+	ws.tcfg.self_id = (raft_node_id) chronicle_node_id;
+	ws.tcfg.secret = (const uint8_t *) chronicle_cluster_secret;
+	ws.tcfg.secret_len = strlen(chronicle_cluster_secret);
+	ws.tcfg.peer_allowed = peer_allowed;
+	ws.listen_fd = -1;
+	initStringInfo(&ws.forwarded);
+
+	for (i = 0; i < ws.nmembers; i++)
+	{
+		if (ws.members[i].id == (uint64) chronicle_node_id)
+		{
+			strlcpy(host, ws.members[i].host, sizeof(host));
+			port = ws.members[i].port;
+			continue;
+		}
+		ws.peers[ws.npeers].member = ws.members[i];
+		ws.peers[ws.npeers].conn = NULL;
+		backoff_init(&ws.peers[ws.npeers].backoff, 0, 0,
+					 (uint64) chronicle_node_id * 1000003 + ws.members[i].id);
+		ws.peers[ws.npeers].next_dial_ms = 0;
+		ws.npeers++;
+	}
+	if (ws.npeers == 0)
+		return;					/* a cluster of one talks to nobody */
+	if (ws.tcfg.secret_len == 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chronicle_raft.cluster_secret must be set")));
+	if (chronicle_listen_address && chronicle_listen_address[0])
+	{
+		const char *colon = strrchr(chronicle_listen_address, ':');
+
+		strlcpy(host, chronicle_listen_address, Min(sizeof(host), (size_t) (colon - chronicle_listen_address + 1)));
+		port = atoi(colon + 1);
+	}
+	if (transport_listen(host, port, &ws.listen_fd, err, sizeof(err)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("chronicle_raft could not listen on %s:%d: %s", host, port, err)));
+	ereport(LOG, (errmsg("chronicle_raft listening on %s:%d", host, port)));
+}
+
+static void
+peer_closed(struct Peer *peer)
+{
+	const char *reason = conn_close_reason(peer->conn);
+
+	ereport(LOG,
+			(errmsg("chronicle_raft connection to node %llu closed: %s",
+					(unsigned long long) peer->member.id, reason ? reason : "closed")));
+	conn_free(peer->conn);
+	peer->conn = NULL;
+	peer->next_dial_ms = backoff_next(&peer->backoff, now_ms());
+}
+
+static void
+network_dial(void)
+{
+	uint64		now = now_ms();
+	int			i;
+
+	for (i = 0; i < ws.npeers; i++)
+	{
+		struct Peer *peer = &ws.peers[i];
+		int			fd;
+		char		err[256];
+
+		if (peer->conn != NULL || peer->member.id < (uint64) chronicle_node_id ||
+			now < peer->next_dial_ms)
+			continue;
+		if (transport_connect_start(peer->member.host, peer->member.port, &fd, err, sizeof(err)) != 0)
+		{
+			peer->next_dial_ms = backoff_next(&peer->backoff, now);
+			continue;
+		}
+		peer->conn = conn_new_outbound(&ws.tcfg, fd, peer->member.id, now, err, sizeof(err));
+		if (peer->conn == NULL)
+			peer->next_dial_ms = backoff_next(&peer->backoff, now);
+	}
+}
+
+static void forwarded_batch_received(const codec_forward_batch *fb);
+static void forward_result_received(const codec_forward_result *fr);
+
+/* Deliver the frames a connection has buffered. */
+static void
+drain_frames(peer_conn *c)
+{
+	codec_frame f;
+
+	while (conn_next_frame(c, &f) == 1)
+	{
+		switch (f.kind)
+		{
+			case CODEC_FRAME_RAFT:
+				(void) raft_step(ws.node, &f.u.raft);
+				break;
+			case CODEC_FRAME_FORWARD_BATCH:
+				forwarded_batch_received(&f.u.forward_batch);
+				break;
+			case CODEC_FRAME_FORWARD_RESULT:
+				forward_result_received(&f.u.forward_result);
+				break;
+			default:
+				break;
+		}
+		codec_frame_free(&f, NULL);
+	}
+}
+
+/* An inbound connection finished its handshake: it becomes the peer's. */
+static void
+adopt_inbound(peer_conn *c)
+{
+	struct Peer *peer = peer_by_id(conn_peer_id(c));
+
+	if (peer == NULL)
+	{
+		conn_free(c);
+		return;
+	}
+	if (peer->conn != NULL)
+		conn_free(peer->conn);	/* the peer restarted: keep the new one */
+	peer->conn = c;
+	backoff_reset(&peer->backoff);
+}
+
+/*
+ * Wait for the latch, the listener and every connection (PG15 cannot
+ * remove events from a set, so it is built anew each time), then serve
+ * what is ready.
+ */
+static void
+network_wait_and_serve(long timeout_ms)
+{
+	WaitEventSet *set;
+	WaitEvent	events[80];
+	int			nevents;
+	int			i;
+	uint64		now;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, 3 + ws.npeers + ws.ninbound);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (ws.listen_fd >= 0)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, ws.listen_fd, NULL, (void *) -1);
+	for (i = 0; i < ws.npeers; i++)
+	{
+		peer_conn  *c = ws.peers[i].conn;
+		uint32		mask = 0;
+
+		if (c == NULL || conn_fd(c) < 0)
+			continue;
+		if (conn_wants_read(c))
+			mask |= WL_SOCKET_READABLE;
+		if (conn_wants_write(c))
+			mask |= WL_SOCKET_WRITEABLE;
+		if (mask)
+			AddWaitEventToSet(set, mask, conn_fd(c), NULL, c);
+	}
+	for (i = 0; i < ws.ninbound; i++)
+	{
+		peer_conn  *c = ws.inbound[i];
+		uint32		mask = WL_SOCKET_READABLE;
+
+		if (conn_fd(c) < 0)
+			continue;
+		if (conn_wants_write(c))
+			mask |= WL_SOCKET_WRITEABLE;
+		AddWaitEventToSet(set, mask, conn_fd(c), NULL, c);
+	}
+
+	nevents = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (i = 0; i < nevents; i++)
+	{
+		WaitEvent  *ev = &events[i];
+
+		if (ev->events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		if (ev->user_data == (void *) -1)
+		{
+			int			fd;
+			char		err[256];
+
+			while (ws.ninbound < (int) lengthof(ws.inbound) &&
+				   transport_accept(ws.listen_fd, &fd, err, sizeof(err)) == 1)
+			{
+				peer_conn  *c = conn_new_inbound(&ws.tcfg, fd, now_ms(), err, sizeof(err));
+
+				if (c != NULL)
+					ws.inbound[ws.ninbound++] = c;
+			}
+			continue;
+		}
+		if (ev->user_data != NULL)
+		{
+			peer_conn  *c = (peer_conn *) ev->user_data;
+
+			if (ev->events & WL_SOCKET_READABLE)
+				conn_on_readable(c);
+			if (ev->events & WL_SOCKET_WRITEABLE)
+				conn_on_writable(c);
+		}
+	}
+	FreeWaitEventSet(set);
+
+	/* handshakes of accepted connections */
+	now = now_ms();
+	for (i = 0; i < ws.ninbound; i++)
+	{
+		peer_conn  *c = ws.inbound[i];
+
+		conn_tick(c, now);
+		if (conn_get_state(c) == CONN_ESTABLISHED)
+		{
+			ws.inbound[i--] = ws.inbound[--ws.ninbound];
+			adopt_inbound(c);
+		}
+		else if (conn_get_state(c) == CONN_CLOSED)
+		{
+			ereport(LOG,
+					(errmsg("chronicle_raft refused a connection from %s: %s",
+							conn_peer_addr(c), conn_close_reason(c))));
+			ws.inbound[i--] = ws.inbound[--ws.ninbound];
+			conn_free(c);
+		}
+	}
+	for (i = 0; i < ws.npeers; i++)
+	{
+		struct Peer *peer = &ws.peers[i];
+
+		if (peer->conn == NULL)
+			continue;
+		conn_tick(peer->conn, now);
+		if (conn_get_state(peer->conn) == CONN_ESTABLISHED)
+		{
+			backoff_reset(&peer->backoff);
+			drain_frames(peer->conn);
+			conn_on_writable(peer->conn);
+		}
+		if (conn_get_state(peer->conn) == CONN_CLOSED)
+			peer_closed(peer);
+	}
+	network_dial();
+}
+
+/* -------------------------------------------------------------- proposing */
+
+/* A proposal's batches, to report outcomes to their origins. */
+static void
+remember_proposal(raft_index index, raft_term term, int n, const int *slots,
+				  const uint64 *batch_ids, const uint64 *origins)
+{
+	struct PendingProposal *pp;
+
+	if (ws.npending == ws.maxpending)
+	{
+		ws.maxpending = Max(16, ws.maxpending * 2);
+		ws.pending = ws.pending ?
+			repalloc(ws.pending, sizeof(struct PendingProposal) * ws.maxpending) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(struct PendingProposal) * ws.maxpending);
+	}
+	pp = &ws.pending[ws.npending++];
+	pp->index = index;
+	pp->term = term;
+	pp->nbatches = n;
+	pp->slots = MemoryContextAlloc(TopMemoryContext, sizeof(int) * Max(n, 1));
+	pp->batch_ids = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * Max(n, 1));
+	pp->origins = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * Max(n, 1));
+	memcpy(pp->slots, slots, sizeof(int) * n);
+	memcpy(pp->batch_ids, batch_ids, sizeof(uint64) * n);
+	memcpy(pp->origins, origins, sizeof(uint64) * n);
+}
+
+/* A proposal ended without being applied here: tell its batches' origins. */
+static void
+report_outcome(raft_index index, raft_term term, BatchState state, const char *msg)
 {
 	int			i;
 
@@ -431,29 +807,123 @@ report_entry(raft_index index, raft_term term, BatchState state, const char *msg
 		struct PendingProposal *pp = &ws.pending[i];
 		int			b;
 
-		if (pp->index != index)
-			continue;
-		if (term != 0 && pp->term != term)
+		if (pp->index != index || pp->term != term)
 			continue;
 		for (b = 0; b < pp->nbatches; b++)
-			queue_set_state(pp->slots[b], pp->batch_ids[b], state, msg);
-		if (state == BATCH_APPLIED || state == BATCH_FAILED || state == BATCH_UNKNOWN)
 		{
-			pfree(pp->slots);
-			pfree(pp->batch_ids);
-			ws.pending[i] = ws.pending[--ws.npending];
+			if (pp->origins[b] == (uint64) chronicle_node_id)
+				queue_set_state(pp->slots[b], pp->batch_ids[b], state, msg);
+			else if (state == BATCH_FAILED || state == BATCH_UNKNOWN)
+				send_forward_result(pp->origins[b], pp->batch_ids[b],
+									state == BATCH_FAILED ? CODEC_FORWARD_FAILED : CODEC_FORWARD_UNKNOWN);
 		}
+		pfree(pp->slots);
+		pfree(pp->batch_ids);
+		pfree(pp->origins);
+		ws.pending[i] = ws.pending[--ws.npending];
 		return;
 	}
 }
 
-/* -------------------------------------------------------------- proposing */
+/* Forget proposals at or below the applied index (their batches are done). */
+static void
+forget_applied_proposals(raft_index applied)
+{
+	int			i;
 
+	for (i = 0; i < ws.npending; i++)
+	{
+		struct PendingProposal *pp = &ws.pending[i];
+
+		if (pp->index > applied)
+			continue;
+		pfree(pp->slots);
+		pfree(pp->batch_ids);
+		pfree(pp->origins);
+		ws.pending[i--] = ws.pending[--ws.npending];
+	}
+}
+
+/*
+ * A follower's batch arrived: its payload is int32 slot + the batch bytes.
+ * The leader adds it to its next entry; anyone else answers "not leader".
+ */
+static void
+forwarded_batch_received(const codec_forward_batch *fb)
+{
+	raft_status st;
+	int32		slot;
+	uint32		len;
+
+	raft_get_status(ws.node, &st);
+	if (st.role != RAFT_LEADER || fb->len < sizeof(int32))
+	{
+		send_forward_result(fb->origin, fb->batch_id, CODEC_FORWARD_NOT_LEADER);
+		return;
+	}
+	memcpy(&slot, fb->payload, sizeof(int32));
+	len = (uint32) (fb->len - sizeof(int32));
+	appendBinaryStringInfo(&ws.forwarded, (const char *) &fb->origin, 8);
+	appendBinaryStringInfo(&ws.forwarded, (const char *) &slot, 4);
+	appendBinaryStringInfo(&ws.forwarded, (const char *) &fb->batch_id, 8);
+	appendBinaryStringInfo(&ws.forwarded, (const char *) &len, 4);
+	appendBinaryStringInfo(&ws.forwarded, (const char *) fb->payload + sizeof(int32), len);
+	ws.nforwarded++;
+	SetLatch(MyLatch);
+}
+
+/* The leader could not take or commit a batch this node forwarded. */
+static void
+forward_result_received(const codec_forward_result *fr)
+{
+	if (fr->origin != (uint64) chronicle_node_id)
+		return;
+	/* slot is not carried back: find the waiting slot by batch id */
+	queue_set_state_by_batch(fr->batch_id,
+							 fr->outcome == CODEC_FORWARD_UNKNOWN ? BATCH_UNKNOWN : BATCH_FAILED,
+							 fr->outcome == CODEC_FORWARD_NOT_LEADER ?
+							 "the node it was sent to is no longer the leader" :
+							 "the leader could not commit it");
+}
+
+/* Follower: send queued batches to the leader. */
+static void
+forward_queued(uint64 leader)
+{
+	QueuedBatch *batches;
+	struct Peer *peer = peer_by_id(leader);
+	int			n;
+	int			i;
+
+	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED)
+		return;					/* keep them queued until a leader is reachable */
+	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
+	for (i = 0; i < n; i++)
+	{
+		codec_frame f;
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendBinaryStringInfo(&buf, (char *) &batches[i].slot, sizeof(int32));
+		appendBinaryStringInfo(&buf, batches[i].data, batches[i].len);
+		memset(&f, 0, sizeof(f));
+		f.kind = CODEC_FRAME_FORWARD_BATCH;
+		f.u.forward_batch.batch_id = batches[i].batch_id;
+		f.u.forward_batch.origin = (raft_node_id) chronicle_node_id;
+		f.u.forward_batch.payload = (const uint8_t *) buf.data;
+		f.u.forward_batch.len = buf.len;
+		if (conn_queue_codec_frame(peer->conn, &f) != CONN_OK)
+			queue_set_state(batches[i].slot, batches[i].batch_id, BATCH_FAILED,
+							"could not send it to the leader");
+	}
+}
+
+/* Leader: propose queued and forwarded batches as one entry. */
 static void
 propose_queued(void)
 {
-	QueuedBatch *batches;
-	int			n;
+	QueuedBatch *batches = NULL;
+	int			n = 0;
 	int			i;
 	StringInfoData buf;
 	uint32		magic = ENTRY_MAGIC;
@@ -464,20 +934,33 @@ propose_queued(void)
 	int			rc;
 	raft_status st;
 	uint64		self = (uint64) chronicle_node_id;
+	int		   *slots;
+	uint64	   *ids;
+	uint64	   *origins;
+	int			nall;
 
 	raft_get_status(ws.node, &st);
 	if (st.role != RAFT_LEADER)
-		return;					/* followers forward once the transport runs */
+	{
+		if (st.leader != 0 && ws.npeers > 0)
+			forward_queued(st.leader);
+		return;
+	}
 
-	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
-	if (n == 0)
+	if (queue_bytes_waiting() > 0)
+		n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
+	if (n == 0 && ws.nforwarded == 0)
 		return;
 
 	initStringInfo(&buf);
-	count = (uint32) n;
+	count = (uint32) n + ws.nforwarded;
 	appendBinaryStringInfo(&buf, (char *) &magic, 4);
 	appendBinaryStringInfo(&buf, (char *) &kind, 4);
 	appendBinaryStringInfo(&buf, (char *) &count, 4);
+	nall = (int) count;
+	slots = palloc(sizeof(int) * nall);
+	ids = palloc(sizeof(uint64) * nall);
+	origins = palloc(sizeof(uint64) * nall);
 	for (i = 0; i < n; i++)
 	{
 		uint32		len = (uint32) batches[i].len;
@@ -487,35 +970,44 @@ propose_queued(void)
 		appendBinaryStringInfo(&buf, (char *) &batches[i].batch_id, 8);
 		appendBinaryStringInfo(&buf, (char *) &len, 4);
 		appendBinaryStringInfo(&buf, batches[i].data, batches[i].len);
+		slots[i] = batches[i].slot;
+		ids[i] = batches[i].batch_id;
+		origins[i] = self;
+	}
+	/* forwarded batches are already in the entry's batch layout */
+	{
+		const char *p = ws.forwarded.data;
+
+		for (i = n; i < nall; i++)
+		{
+			uint32		len;
+
+			memcpy(&origins[i], p, 8);
+			memcpy(&slots[i], p + 8, 4);
+			memcpy(&ids[i], p + 12, 8);
+			memcpy(&len, p + 20, 4);
+			p += 24 + len;
+		}
+		appendBinaryStringInfo(&buf, ws.forwarded.data, ws.forwarded.len);
+		resetStringInfo(&ws.forwarded);
+		ws.nforwarded = 0;
 	}
 
 	rc = raft_propose(ws.node, buf.data, buf.len, &term, &index);
 	if (rc != RAFT_OK)
 	{
-		for (i = 0; i < n; i++)
-			queue_set_state(batches[i].slot, batches[i].batch_id, BATCH_FAILED,
-							"this node lost leadership before proposing");
+		for (i = 0; i < nall; i++)
+		{
+			if (origins[i] == self)
+				queue_set_state(slots[i], ids[i], BATCH_FAILED,
+								rc == RAFT_ERR_BUSY ? "the leader's backlog is full" :
+								"this node lost leadership before proposing");
+			else
+				send_forward_result(origins[i], ids[i], CODEC_FORWARD_FAILED);
+		}
 		return;
 	}
-
-	if (ws.npending == ws.maxpending)
-	{
-		ws.maxpending = Max(16, ws.maxpending * 2);
-		ws.pending = ws.pending ?
-			repalloc(ws.pending, sizeof(struct PendingProposal) * ws.maxpending) :
-			MemoryContextAlloc(TopMemoryContext, sizeof(struct PendingProposal) * ws.maxpending);
-	}
-	ws.pending[ws.npending].index = index;
-	ws.pending[ws.npending].term = term;
-	ws.pending[ws.npending].nbatches = n;
-	ws.pending[ws.npending].slots = MemoryContextAlloc(TopMemoryContext, sizeof(int) * n);
-	ws.pending[ws.npending].batch_ids = MemoryContextAlloc(TopMemoryContext, sizeof(uint64) * n);
-	for (i = 0; i < n; i++)
-	{
-		ws.pending[ws.npending].slots[i] = batches[i].slot;
-		ws.pending[ws.npending].batch_ids[i] = batches[i].batch_id;
-	}
-	ws.npending++;
+	remember_proposal(index, term, nall, slots, ids, origins);
 }
 
 /* --------------------------------------------------------------- ready */
@@ -526,14 +1018,6 @@ log_fail(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_IO_ERROR),
 			 errmsg("chronicle_raft log: %s failed: %s", what, raftlog_errmsg(ws.log))));
-}
-
-static void
-send_messages(const raft_message *msgs, size_t n)
-{
-	/* the network transport is added with multi-node clusters */
-	(void) msgs;
-	(void) n;
 }
 
 static void
@@ -548,6 +1032,7 @@ process_ready(void)
 		bool		must_persist;
 
 		raft_ready_get(ws.node, &rd);
+		send_messages(rd.messages, rd.num_messages);
 		if (rd.num_entries > 0)
 		{
 			if (rd.entries[0].index <= raftlog_last_index(ws.log) &&
@@ -560,29 +1045,27 @@ process_ready(void)
 			log_fail("fsync");
 		if (rd.hard_state_changed && raftlog_save_hard_state(ws.log, &rd.hard_state) != RAFTLOG_OK)
 			log_fail("saving the hard state");
-
-		send_messages(rd.messages, rd.num_messages);
 		send_messages(rd.persist_messages, rd.num_persist_messages);
 
 		for (i = 0; i < rd.num_committed; i++)
 		{
 			const raft_entry *e = &rd.committed[i];
 
-			report_entry(e->index, e->term, BATCH_COMMITTED, NULL);
 			apply_entry(e);
 			ws.applied = e->index;
-			report_entry(e->index, e->term, BATCH_APPLIED, NULL);
 		}
+		if (rd.num_committed > 0)
+			forget_applied_proposals(ws.applied);
 		for (i = 0; i < rd.num_outcomes; i++)
 		{
 			const raft_proposal_outcome *o = &rd.outcomes[i];
 
 			if (o->outcome == RAFT_OUTCOME_LOST)
-				report_entry(o->index, o->term, BATCH_FAILED,
-							 "a new leader replaced the entry before it was committed");
+				report_outcome(o->index, o->term, BATCH_FAILED,
+							   "a new leader replaced the entry before it was committed");
 			else if (o->outcome == RAFT_OUTCOME_UNKNOWN)
-				report_entry(o->index, o->term, BATCH_UNKNOWN,
-							 "the entry was covered by a snapshot");
+				report_outcome(o->index, o->term, BATCH_UNKNOWN,
+							   "the entry was covered by a snapshot");
 		}
 
 		must_persist = rd.must_persist;
@@ -710,6 +1193,7 @@ chronicle_worker_main(Datum main_arg)
 	ws.cxt = AllocSetContextCreate(TopMemoryContext, "chronicle_raft worker loop",
 								   ALLOCSET_DEFAULT_SIZES);
 	worker_start_engine();
+	network_start();
 	before_shmem_exit(worker_on_exit, (Datum) 0);
 	queue_worker_attach();
 
@@ -719,9 +1203,7 @@ chronicle_worker_main(Datum main_arg)
 		TimestampTz now;
 		MemoryContext old;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 TICK_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		network_wait_and_serve(TICK_MS);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -730,6 +1212,7 @@ chronicle_worker_main(Datum main_arg)
 		}
 
 		old = MemoryContextSwitchTo(ws.cxt);
+		process_ready();
 		now = GetCurrentTimestamp();
 		while (now - last_tick >= TICK_MS * 1000)
 		{
@@ -740,6 +1223,8 @@ chronicle_worker_main(Datum main_arg)
 		{
 			Size		waiting = queue_bytes_waiting();
 
+			if (ws.nforwarded > 0)
+				propose_queued();
 			if (waiting == 0)
 				ws.oldest_queued = 0;
 			else

@@ -1,0 +1,223 @@
+
+# Copyright (c) chronicle_raft authors
+#
+# A replicated cluster of three PostgreSQL servers on loopback.  Checks that
+# stream DDL and inserts on any node reach every node in the same order,
+# that a restarted follower catches up, that losing the leader (SIGKILL)
+# elects another and loses no acknowledged event, that a node with the
+# wrong secret is refused while the majority goes on, and that random bytes
+# sent to a Raft port change nothing.
+
+use strict;
+use warnings;
+
+BEGIN
+{
+	require Cwd;
+	require File::Basename;
+	if (!$ENV{PG_REGRESS})
+	{
+		my $libdir = `pg_config --pkglibdir`;
+		chomp $libdir;
+		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
+	}
+	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
+}
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use File::Path qw(rmtree);
+use File::Basename qw(basename);
+use IO::Socket::INET;
+use Time::HiRes qw(usleep time);
+
+sub new_node
+{
+	my ($name) = @_;
+	my $testname = basename($0);
+	$testname =~ s/\.[^.]+$//;
+	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
+	return PostgreSQL::Test::Cluster->new($name);
+}
+
+my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
+my $members = join(',', map { ($_ + 1) . "=127.0.0.1:$ports[$_]" } 0 .. 2);
+my @nodes;
+for my $i (0 .. 2)
+{
+	my $node = new_node('n' . ($i + 1));
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'chronicle_raft'
+chronicle_raft.node_id = @{[ $i + 1 ]}
+chronicle_raft.initial_cluster = '$members'
+chronicle_raft.cluster_secret = 'correct horse battery staple'
+chronicle_raft.election_timeout = 400
+chronicle_raft.heartbeat_interval = 50
+});
+	$node->start;
+	push @nodes, $node;
+}
+
+sub status
+{
+	my ($node) = @_;
+	my $s = $node->safe_psql('postgres',
+		'SELECT role, leader_id, term, applied_index FROM chronicle.status()');
+	return split /\|/, $s;
+}
+
+# wait until the given nodes agree on a leader among them
+sub wait_leader
+{
+	my @live = @_;
+	my $deadline = time() + 30;
+	while (time() < $deadline)
+	{
+		my %leaders;
+		my $leading = 0;
+		for my $n (@live)
+		{
+			my ($role, $leader) = status($n);
+			$leaders{$leader // ''}++;
+			$leading++ if $role eq 'leader';
+		}
+		my @ids = keys %leaders;
+		return $ids[0] if $leading == 1 && @ids == 1 && $ids[0] ne '';
+		usleep(100_000);
+	}
+	return undef;
+}
+
+sub wait_count
+{
+	my ($sql, $expect, @live) = @_;
+	my $deadline = time() + 30;
+	while (time() < $deadline)
+	{
+		my $ok = 1;
+		for my $n (@live)
+		{
+			my $got = $n->safe_psql('postgres', $sql);
+			$ok = 0 if $got ne $expect;
+		}
+		return 1 if $ok;
+		usleep(100_000);
+	}
+	return 0;
+}
+
+my $leader = wait_leader(@nodes);
+ok(defined $leader, "the three nodes elect one leader (node $leader)");
+
+# ---------------------------------------------- DDL and inserts from any node
+
+$nodes[1]->safe_psql('postgres',
+	'CREATE TABLE ev (ts bigint NOT NULL, node int, seq int, v int8) USING chronicle');
+ok(wait_count("SELECT count(*) FROM pg_class WHERE relname = 'ev'", '1', @nodes),
+	'a stream created on node 2 exists on every node');
+
+for my $round (1 .. 5)
+{
+	for my $i (0 .. 2)
+	{
+		my $n = $i + 1;
+		$nodes[$i]->safe_psql('postgres',
+			"INSERT INTO ev SELECT (g * 37 + $round * 11 + $n) % 10000, $n, $round * 1000 + g, g FROM generate_series(1, 200) g");
+	}
+}
+my $expect = '3000';
+ok(wait_count('SELECT count(*) FROM ev', $expect, @nodes), 'inserts on each node appear on all nodes');
+
+my $digest_sql = "SELECT md5(string_agg(ts || ':' || node || ':' || seq, ',')) FROM ev";
+my @digests = map { $_->safe_psql('postgres', $digest_sql) } @nodes;
+is($digests[1], $digests[0], 'node 2 holds the same events in the same order as node 1');
+is($digests[2], $digests[0], 'node 3 holds the same events in the same order as node 1');
+is($nodes[2]->safe_psql('postgres', "SELECT count, sum FROM chronicle.aggregate('ev', 'v', NULL::bigint, NULL)"),
+	'3000|301500', 'aggregates on a follower');
+
+# ---------------------------------------------- a follower restarts and catches up
+
+my ($l) = grep { (status($_))[0] eq 'leader' } @nodes;
+my @followers = grep { $_ != $l } @nodes;
+$followers[0]->stop;
+$l->safe_psql('postgres', 'INSERT INTO ev SELECT 20000 + g, 0, g, 1 FROM generate_series(1, 500) g');
+$followers[0]->start;
+ok(wait_count('SELECT count(*) FROM ev', '3500', @nodes), 'a restarted follower catches up');
+
+# ---------------------------------------------- leader SIGKILL
+
+my $old_leader = $l;
+my $before_term = (status($followers[1]))[2];
+$old_leader->kill9;
+my $t0 = time();
+my $new_leader_id = wait_leader(@followers);
+my $elapsed = time() - $t0;
+ok(defined $new_leader_id, sprintf('a new leader (node %s) after the leader was killed, in %.1f s',
+	$new_leader_id // '?', $elapsed));
+ok((status($followers[1]))[2] > $before_term, 'in a higher term');
+
+# writes resume through a surviving node; every acknowledged event is kept
+my $acked = 0;
+for my $g (1 .. 20)
+{
+	my ($rc) = $followers[0]->psql('postgres', "INSERT INTO ev VALUES (30000 + $g, 9, $g, 1)");
+	$acked++ if $rc == 0;
+}
+is($acked, 20, 'every insert after the failover is acknowledged');
+ok(wait_count('SELECT count(*) FROM ev', '3520', @followers), 'the survivors hold all 3520 events');
+
+# the killed postmaster's children exit when they notice; then restart
+usleep(1_500_000);
+unlink($old_leader->data_dir . '/postmaster.pid');
+my $started = 0;
+for (1 .. 20)
+{
+	if ($old_leader->start(fail_ok => 1))
+	{
+		$started = 1;
+		last;
+	}
+	usleep(500_000);
+}
+ok($started, 'the killed node restarts');
+ok(wait_count('SELECT count(*) FROM ev', '3520', @nodes), 'the old leader rejoins and catches up');
+@digests = map { $_->safe_psql('postgres', $digest_sql) } @nodes;
+ok($digests[0] eq $digests[1] && $digests[1] eq $digests[2], 'all nodes identical after the rejoin');
+
+# ---------------------------------------------- wrong secret, random bytes
+
+my $impostor = $nodes[2];
+$impostor->stop;
+$impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_secret = 'wrong'\n");
+$impostor->start;
+$nodes[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (40000, 1, 1, 1)');
+ok(wait_count('SELECT count(*) FROM ev', '3521', @nodes[0, 1]), 'the majority commits without the impostor');
+usleep(500_000);
+is($impostor->safe_psql('postgres', 'SELECT count(*) FROM ev'), '3520',
+	'a node with the wrong secret receives nothing');
+my $refused = slurp_file($nodes[0]->logfile) . slurp_file($nodes[1]->logfile) . slurp_file($impostor->logfile);
+like($refused, qr/chronicle_raft (refused a connection|connection to node \d+ closed)/,
+	'the refused handshake is logged');
+
+for my $i (0 .. 1)
+{
+	my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$ports[$i]", Proto => 'tcp');
+	if ($sock)
+	{
+		my $junk = join('', map { chr(int(rand(256))) } 1 .. 4096);
+		print $sock "\xff\xff\xff\xff" . $junk;
+		close $sock;
+	}
+}
+$nodes[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (40001, 2, 1, 1)');
+ok(wait_count('SELECT count(*) FROM ev', '3522', @nodes[0, 1]), 'random bytes on the Raft ports change nothing');
+
+$impostor->stop;
+$impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_secret = 'correct horse battery staple'\n");
+$impostor->start;
+ok(wait_count('SELECT count(*) FROM ev', '3522', @nodes), 'with the right secret the node catches up');
+
+$_->stop for @nodes;
+done_testing();
