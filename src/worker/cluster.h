@@ -40,6 +40,7 @@ extern int	chronicle_commit_wait;
 extern int	chronicle_election_timeout;
 extern int	chronicle_heartbeat_interval;
 extern char *chronicle_database;
+extern bool chronicle_debug_isolate;
 
 extern void cluster_define_gucs(void);
 extern bool cluster_enabled(void);

@@ -29,6 +29,7 @@ int			chronicle_commit_wait = COMMIT_WAIT_APPLIED;
 int			chronicle_election_timeout = 1000;
 int			chronicle_heartbeat_interval = 100;
 char	   *chronicle_database = NULL;
+bool		chronicle_debug_isolate = false;
 
 static const struct config_enum_entry commit_wait_options[] = {
 	{"applied", COMMIT_WAIT_APPLIED, false},
@@ -266,6 +267,11 @@ cluster_define_gucs(void)
 							   NULL,
 							   &chronicle_database, "postgres",
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("chronicle_raft.debug_isolate",
+							 "Fault injection for tests: drop all Raft traffic to and from this node.",
+							 "Simulates a network partition around this node; never use it in production.",
+							 &chronicle_debug_isolate, false,
+							 PGC_SIGHUP, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("chronicle_raft");
 
 	for (i = 0; i < (int) lengthof(setting_names); i++)

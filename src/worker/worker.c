@@ -471,7 +471,8 @@ send_frame(uint64 to, const codec_frame *f)
 {
 	struct Peer *peer = peer_by_id(to);
 
-	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED)
+	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED ||
+		chronicle_debug_isolate)
 		return;					/* Raft retransmits; forwarding times out */
 	(void) conn_queue_codec_frame(peer->conn, f);
 }
@@ -614,6 +615,8 @@ drain_frames(peer_conn *c)
 
 	while (conn_next_frame(c, &f) == 1)
 	{
+		if (chronicle_debug_isolate)
+			f.kind = CODEC_FRAME_NONE;	/* partitioned: drop it */
 		switch (f.kind)
 		{
 			case CODEC_FRAME_RAFT:
@@ -895,7 +898,8 @@ forward_queued(uint64 leader)
 	int			n;
 	int			i;
 
-	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED)
+	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED ||
+		chronicle_debug_isolate)
 		return;					/* keep them queued until a leader is reachable */
 	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
 	for (i = 0; i < n; i++)

@@ -219,5 +219,44 @@ $impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_secret = 'corr
 $impostor->start;
 ok(wait_count('SELECT count(*) FROM ev', '3522', @nodes), 'with the right secret the node catches up');
 
+# ---------------------------------------------- minority partition
+
+($l) = grep { (status($_))[0] eq 'leader' } @nodes;
+@followers = grep { $_ != $l } @nodes;
+$l->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = on\n");
+$l->reload;
+my $new = wait_leader(@followers);
+ok(defined $new, "the majority elects a new leader (node $new) around the isolated leader");
+my ($rc, $out, $err) = $l->psql('postgres',
+	"SET statement_timeout = '3s'; INSERT INTO ev VALUES (50000, 7, 1, 1)");
+isnt($rc, 0, 'the isolated old leader cannot commit');
+$followers[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (50001, 8, 1, 1)');
+ok(wait_count('SELECT count(*) FROM ev', '3523', @followers), 'the majority keeps committing');
+$l->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = off\n");
+$l->reload;
+ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes), 'after healing the old leader catches up');
+is($l->safe_psql('postgres', 'SELECT count(*) FROM ev WHERE ts = 50000'), '0',
+	'the write refused during the partition never appears');
+isnt((status($l))[0], 'leader', 'the healed old leader is a follower');
+
+# ---------------------------------------------- leader SIGSTOP / SIGCONT
+
+($l) = grep { (status($_))[0] eq 'leader' } @nodes;
+@followers = grep { $_ != $l } @nodes;
+my $wpid = $l->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'chronicle_raft'");
+kill 'STOP', $wpid;
+$new = wait_leader(@followers);
+ok(defined $new, "a stopped leader is replaced (node $new)");
+$followers[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (50002, 9, 1, 1)');
+ok(wait_count('SELECT count(*) FROM ev', '3524', @followers), 'writes go on without it');
+kill 'CONT', $wpid;
+ok(wait_count('SELECT count(*) FROM ev', '3524', @nodes), 'the resumed old leader catches up');
+my $deadline = time() + 10;
+usleep(200_000) while (status($l))[0] eq 'leader' && time() < $deadline;
+isnt((status($l))[0], 'leader', 'and steps down');
+@digests = map { $_->safe_psql('postgres', $digest_sql) } @nodes;
+ok($digests[0] eq $digests[1] && $digests[1] eq $digests[2], 'all nodes identical at the end');
+
 $_->stop for @nodes;
 done_testing();
