@@ -105,3 +105,21 @@ COMMENT ON FUNCTION chronicle.status() IS
 CREATE TABLE chronicle.raft_applied (applied_index bigint NOT NULL);
 INSERT INTO chronicle.raft_applied VALUES (0);
 REVOKE ALL ON chronicle.raft_applied FROM PUBLIC;
+
+CREATE FUNCTION chronicle.node_list(OUT node_id bigint, OUT address text, OUT role text,
+                                    OUT voting boolean, OUT match_index bigint,
+                                    OUT last_contact timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'chronicle_nodes'
+LANGUAGE C STABLE;
+
+CREATE VIEW chronicle.nodes AS SELECT * FROM chronicle.node_list();
+COMMENT ON VIEW chronicle.nodes IS
+'cluster members as this node sees them; match_index is known on the leader only';
+
+CREATE FUNCTION chronicle.read_barrier()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'chronicle_read_barrier'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION chronicle.read_barrier() IS
+'confirm leadership with a quorum (ReadIndex) and wait until this node applied up to it: reads after it are linearizable';

@@ -43,6 +43,7 @@ typedef struct BatchSlot
 {
 	uint64		batch_id;
 	BatchState	state;
+	uint64		read_index;		/* result of a read barrier */
 	char		msg[128];
 } BatchSlot;
 
@@ -383,6 +384,114 @@ queue_set_state(int slotno, uint64 batch_id, BatchState state, const char *msg)
 	ConditionVariableBroadcast(&queue->cv);
 }
 
+/*
+ * chronicle.read_barrier(): ask the worker for a ReadIndex round (the
+ * leader confirms it still leads with a quorum heartbeat) and wait until
+ * this node has applied up to the returned index.  Reads after it are
+ * linearizable.  Returns the index.
+ */
+uint64
+queue_read_barrier(void)
+{
+	BatchSlot  *slot;
+	uint64		id;
+	BatchState	state;
+	uint64		index;
+	char		msg[128];
+	TimestampTz deadline = GetCurrentTimestamp() +
+		(TimestampTz) (chronicle_election_timeout * 4 + 5000) * 1000;
+
+	if (queue == NULL || !cluster_enabled())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("chronicle.read_barrier() needs a replicated server"),
+				 errhint("On a cluster of one every read is already linearizable.")));
+	slot = my_slot();
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (queue->worker_latch == NULL)
+	{
+		LWLockRelease(queue->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the chronicle_raft replication worker is not running")));
+	}
+	id = queue->next_batch_id++;
+	slot->batch_id = id;
+	slot->state = READ_REQUESTED;
+	slot->read_index = 0;
+	slot->msg[0] = '\0';
+	SetLatch(queue->worker_latch);
+	LWLockRelease(queue->lock);
+
+	for (;;)
+	{
+		LWLockAcquire(queue->lock, LW_SHARED);
+		state = slot->state;
+		index = slot->read_index;
+		strlcpy(msg, slot->msg, sizeof(msg));
+		LWLockRelease(queue->lock);
+		if (state == BATCH_APPLIED || state == BATCH_FAILED)
+			break;
+		if (GetCurrentTimestamp() > deadline)
+		{
+			LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+			slot->state = BATCH_FAILED;
+			LWLockRelease(queue->lock);
+			state = BATCH_FAILED;
+			strlcpy(msg, "no leader confirmed the read in time", sizeof(msg));
+			break;
+		}
+		ConditionVariableTimedSleep(&queue->cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	if (state == BATCH_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("linearizable read failed: %s", msg),
+				 errhint("Check chronicle.status(); retry once the cluster has a leader.")));
+	return index;
+}
+
+/* Worker: read barriers to start (moved to READ_SENT). */
+int
+queue_collect_reads(int *slots, uint64 *ids, int max)
+{
+	int			n = 0;
+	int			i;
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (i = 0; i < queue->nslots && n < max; i++)
+	{
+		if (queue->slots[i].state == READ_REQUESTED)
+		{
+			queue->slots[i].state = READ_SENT;
+			slots[n] = i;
+			ids[n] = queue->slots[i].batch_id;
+			n++;
+		}
+	}
+	LWLockRelease(queue->lock);
+	return n;
+}
+
+/* Worker: a read barrier is served (ok: applied up to index) or refused. */
+void
+queue_finish_read(int slotno, uint64 id, bool ok, uint64 index, const char *msg)
+{
+	BatchSlot  *slot = &queue->slots[slotno];
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (slot->batch_id == id && slot->state == READ_SENT)
+	{
+		slot->state = ok ? BATCH_APPLIED : BATCH_FAILED;
+		slot->read_index = index;
+		if (msg)
+			strlcpy(slot->msg, msg, sizeof(slot->msg));
+	}
+	LWLockRelease(queue->lock);
+	ConditionVariableBroadcast(&queue->cv);
+}
+
 /* The same, for a batch known only by its id (batch ids are unique). */
 void
 queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg)
@@ -420,6 +529,8 @@ queue_worker_attach(void)
 			slot->state = BATCH_UNKNOWN;
 			strlcpy(slot->msg, "the replication worker restarted", sizeof(slot->msg));
 		}
+		else if (slot->state == READ_SENT)
+			slot->state = READ_REQUESTED;	/* ask again */
 	}
 	queue->status.running = true;
 	LWLockRelease(queue->lock);
@@ -448,6 +559,11 @@ queue_worker_detach(void)
 		else if (slot->state == BATCH_PROPOSED || slot->state == BATCH_COMMITTED)
 		{
 			slot->state = BATCH_UNKNOWN;
+			strlcpy(slot->msg, "the replication worker stopped", sizeof(slot->msg));
+		}
+		else if (slot->state == READ_REQUESTED || slot->state == READ_SENT)
+		{
+			slot->state = BATCH_FAILED;
 			strlcpy(slot->msg, "the replication worker stopped", sizeof(slot->msg));
 		}
 	}

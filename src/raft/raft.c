@@ -2319,6 +2319,24 @@ raft_get_status(const raft_node *node, raft_status *status)
 	status->transferring = node->transferee != RAFT_NO_NODE;
 }
 
+bool
+raft_get_match(const raft_node *node, raft_node_id id, raft_index *match)
+{
+	size_t		i;
+
+	if (node->role != RAFT_LEADER)
+		return false;
+	for (i = 0; i < node->num_progress; i++)
+	{
+		if (node->progress[i].id == id)
+		{
+			*match = node->progress[i].match;
+			return true;
+		}
+	}
+	return false;
+}
+
 const char *
 raft_message_type_name(raft_message_type type)
 {

@@ -405,6 +405,9 @@ extern void raft_advance(raft_node *node, const raft_ready *ready);
 
 extern void raft_get_status(const raft_node *node, raft_status *status);
 
+/* On a leader: the highest index known durable on member id (false otherwise). */
+extern bool raft_get_match(const raft_node *node, raft_node_id id, raft_index *match);
+
 /* Helpers for conf-change payloads (fixed little-endian layout). */
 extern size_t raft_conf_change_encoded_size(const raft_conf_change *cc);
 extern size_t raft_conf_change_encode(const raft_conf_change *cc, uint8_t *buf);

@@ -14,11 +14,14 @@
 #include "access/htup_details.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "raft/raft.h"
 #include "worker/cluster.h"
 
 PG_FUNCTION_INFO_V1(chronicle_status);
+PG_FUNCTION_INFO_V1(chronicle_nodes);
+PG_FUNCTION_INFO_V1(chronicle_read_barrier);
 
 Datum
 chronicle_status(PG_FUNCTION_ARGS)
@@ -59,4 +62,60 @@ chronicle_status(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum((int64) cs.last_log_index);
 	values[7] = BoolGetDatum(cluster_enabled());
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* chronicle.nodes: every member as this node sees it */
+Datum
+chronicle_nodes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ClusterStatus cs;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!cluster_enabled())
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, true, false, false, true, true};
+
+		values[0] = Int64GetDatum(chronicle_node_id);
+		values[2] = CStringGetTextDatum("single");
+		values[3] = BoolGetDatum(true);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		return (Datum) 0;
+	}
+	queue_read_status(&cs);
+	for (i = 0; i < cs.nmembers; i++)
+	{
+		MemberStatus *m = &cs.members[i];
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		const char *role;
+
+		if (m->id == cs.leader_id)
+			role = "leader";
+		else if (!m->voter)
+			role = "learner";
+		else
+			role = "follower";
+		if (m->id != (uint64) chronicle_node_id && !m->connected)
+			role = "unreachable";
+		values[0] = Int64GetDatum((int64) m->id);
+		values[1] = CStringGetTextDatum(m->address);
+		values[2] = CStringGetTextDatum(role);
+		values[3] = BoolGetDatum(m->voter);
+		values[4] = Int64GetDatum((int64) m->match_index);
+		nulls[4] = !m->has_match;
+		values[5] = TimestampTzGetDatum(m->last_contact);
+		nulls[5] = m->last_contact == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* chronicle.read_barrier(): makes the reads that follow linearizable */
+Datum
+chronicle_read_barrier(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64((int64) queue_read_barrier());
 }

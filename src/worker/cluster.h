@@ -10,6 +10,7 @@
 #define CHRONICLE_CLUSTER_H
 
 #include "postgres.h"
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 
 #define CLUSTER_MAX_MEMBERS 16
@@ -58,7 +59,9 @@ typedef enum BatchState
 	BATCH_COMMITTED,			/* the entry is committed by a quorum */
 	BATCH_APPLIED,				/* ... and applied on this node */
 	BATCH_FAILED,				/* provably not committed */
-	BATCH_UNKNOWN				/* outcome unknown (leader change) */
+	BATCH_UNKNOWN,				/* outcome unknown (leader change) */
+	READ_REQUESTED,				/* a read barrier waits for the worker */
+	READ_SENT					/* the worker asked the leader */
 } BatchState;
 
 typedef struct QueuedBatch
@@ -68,6 +71,17 @@ typedef struct QueuedBatch
 	char	   *data;
 	Size		len;
 } QueuedBatch;
+
+typedef struct MemberStatus
+{
+	uint64		id;
+	char		address[80];
+	bool		connected;		/* an authenticated connection is up */
+	bool		voter;
+	bool		has_match;
+	uint64		match_index;	/* known on the leader only */
+	TimestampTz last_contact;	/* last frame received, 0 = never */
+} MemberStatus;
 
 typedef struct ClusterStatus
 {
@@ -79,6 +93,8 @@ typedef struct ClusterStatus
 	uint64		applied_index;
 	uint64		last_log_index;
 	bool		running;
+	int			nmembers;
+	MemberStatus members[CLUSTER_MAX_MEMBERS];
 } ClusterStatus;
 
 extern void queue_shmem_request(void);
@@ -92,6 +108,9 @@ extern void queue_worker_detach(void);
 extern void queue_publish_status(const ClusterStatus *status);
 extern void queue_read_status(ClusterStatus *status);
 extern Size queue_bytes_waiting(void);
+extern uint64 queue_read_barrier(void);
+extern int	queue_collect_reads(int *slots, uint64 *ids, int max);
+extern void queue_finish_read(int slot, uint64 id, bool ok, uint64 index, const char *msg);
 
 /* the worker (worker.c) */
 extern void cluster_register_worker(void);

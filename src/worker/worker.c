@@ -103,6 +103,7 @@ typedef struct WorkerState
 		peer_conn  *conn;		/* established or in progress, or NULL */
 		transport_backoff backoff;
 		uint64		next_dial_ms;
+		TimestampTz last_contact;
 	}			peers[CLUSTER_MAX_MEMBERS];
 	int			npeers;
 	peer_conn  *inbound[64];	/* accepted, handshake not finished */
@@ -111,6 +112,16 @@ typedef struct WorkerState
 	/* batches forwarded to this node while it leads, for the next entry */
 	StringInfoData forwarded;
 	uint32		nforwarded;
+
+	/* read barriers in progress */
+	struct PendingRead
+	{
+		uint64		id;			/* the ReadIndex context */
+		int			slot;
+		bool		has_index;
+		raft_index	index;
+	}			reads[64];
+	int			nreads;
 } WorkerState;
 
 static WorkerState ws;
@@ -527,6 +538,8 @@ network_start(void)
 	ws.tcfg.secret = (const uint8_t *) chronicle_cluster_secret;
 	ws.tcfg.secret_len = strlen(chronicle_cluster_secret);
 	ws.tcfg.peer_allowed = peer_allowed;
+	/* a vanished peer host must not keep a half-open connection for long */
+	ws.tcfg.tcp_user_timeout_ms = (unsigned int) chronicle_election_timeout * 4;
 	ws.listen_fd = -1;
 	initStringInfo(&ws.forwarded);
 
@@ -605,6 +618,7 @@ network_dial(void)
 }
 
 static void forwarded_batch_received(const codec_forward_batch *fb);
+static void read_state_received(const raft_read_state *rs);
 static void forward_result_received(const codec_forward_result *fr);
 
 /* Deliver the frames a connection has buffered. */
@@ -612,11 +626,15 @@ static void
 drain_frames(peer_conn *c)
 {
 	codec_frame f;
+	struct Peer *peer = peer_by_id(conn_peer_id(c));
+
 
 	while (conn_next_frame(c, &f) == 1)
 	{
 		if (chronicle_debug_isolate)
 			f.kind = CODEC_FRAME_NONE;	/* partitioned: drop it */
+		else if (peer != NULL)
+			peer->last_contact = GetCurrentTimestamp();
 		switch (f.kind)
 		{
 			case CODEC_FRAME_RAFT:
@@ -709,6 +727,12 @@ network_wait_and_serve(long timeout_ms)
 			int			fd;
 			char		err[256];
 
+			/* at the cap, the oldest unauthenticated connection makes room */
+			if (ws.ninbound == (int) lengthof(ws.inbound))
+			{
+				conn_free(ws.inbound[0]);
+				ws.inbound[0] = ws.inbound[--ws.ninbound];
+			}
 			while (ws.ninbound < (int) lengthof(ws.inbound) &&
 				   transport_accept(ws.listen_fd, &fd, err, sizeof(err)) == 1)
 			{
@@ -1060,6 +1084,8 @@ process_ready(void)
 		}
 		if (rd.num_committed > 0)
 			forget_applied_proposals(ws.applied);
+		for (i = 0; i < rd.num_read_states; i++)
+			read_state_received(&rd.read_states[i]);
 		for (i = 0; i < rd.num_outcomes; i++)
 		{
 			const raft_proposal_outcome *o = &rd.outcomes[i];
@@ -1081,11 +1107,78 @@ process_ready(void)
 	}
 }
 
+/* Start the read barriers backends asked for (ReadIndex rounds). */
+static void
+start_reads(void)
+{
+	int			slots[64];
+	uint64		ids[64];
+	int			n = queue_collect_reads(slots, ids, 64 - ws.nreads);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (raft_read_index(ws.node, ids[i]) != RAFT_OK)
+		{
+			queue_finish_read(slots[i], ids[i], false, 0, "no leader to confirm the read");
+			continue;
+		}
+		ws.reads[ws.nreads].id = ids[i];
+		ws.reads[ws.nreads].slot = slots[i];
+		ws.reads[ws.nreads].has_index = false;
+		ws.nreads++;
+	}
+}
+
+static void
+read_state_received(const raft_read_state *rs)
+{
+	int			i;
+
+	for (i = 0; i < ws.nreads; i++)
+	{
+		struct PendingRead *r = &ws.reads[i];
+
+		if (r->id != rs->context)
+			continue;
+		if (rs->failed)
+		{
+			queue_finish_read(r->slot, r->id, false, 0, "the leader refused the read");
+			ws.reads[i] = ws.reads[--ws.nreads];
+		}
+		else
+		{
+			r->has_index = true;
+			r->index = rs->index;
+		}
+		return;
+	}
+}
+
+/* Reads whose index is applied here are served. */
+static void
+finish_reads(void)
+{
+	int			i;
+
+	for (i = 0; i < ws.nreads; i++)
+	{
+		struct PendingRead *r = &ws.reads[i];
+
+		if (r->has_index && ws.applied >= r->index)
+		{
+			queue_finish_read(r->slot, r->id, true, r->index, NULL);
+			ws.reads[i--] = ws.reads[--ws.nreads];
+		}
+	}
+}
+
 static void
 publish_status(void)
 {
 	raft_status st;
 	ClusterStatus cs;
+	int			i;
 
 	raft_get_status(ws.node, &st);
 	memset(&cs, 0, sizeof(cs));
@@ -1096,6 +1189,29 @@ publish_status(void)
 	cs.commit_index = st.commit;
 	cs.applied_index = ws.applied;
 	cs.last_log_index = st.last_index;
+	for (i = 0; i < ws.nmembers && i < CLUSTER_MAX_MEMBERS; i++)
+	{
+		MemberStatus *m = &cs.members[cs.nmembers++];
+		struct Peer *peer = peer_by_id(ws.members[i].id);
+		raft_index	match;
+
+		m->id = ws.members[i].id;
+		snprintf(m->address, sizeof(m->address), "%s:%d", ws.members[i].host, ws.members[i].port);
+		m->voter = raft_conf_is_voter(&st.conf, m->id);
+		if (peer == NULL)
+		{
+			/* this node */
+			m->connected = true;
+			m->has_match = true;
+			m->match_index = st.last_index;
+			m->last_contact = GetCurrentTimestamp();
+			continue;
+		}
+		m->connected = peer->conn != NULL && conn_get_state(peer->conn) == CONN_ESTABLISHED;
+		m->has_match = raft_get_match(ws.node, m->id, &match);
+		m->match_index = m->has_match ? match : 0;
+		m->last_contact = peer->last_contact;
+	}
 	queue_publish_status(&cs);
 }
 
@@ -1243,7 +1359,9 @@ chronicle_worker_main(Datum main_arg)
 				}
 			}
 		}
+		start_reads();
 		process_ready();
+		finish_reads();
 		publish_status();
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(ws.cxt);

@@ -137,6 +137,23 @@ is($digests[2], $digests[0], 'node 3 holds the same events in the same order as 
 is($nodes[2]->safe_psql('postgres', "SELECT count, sum FROM chronicle.aggregate('ev', 'v', NULL::bigint, NULL)"),
 	'3000|301500', 'aggregates on a follower');
 
+# linearizable reads: after read_barrier() a follower has every committed event
+{
+	my ($ldr) = grep { (status($_))[0] eq 'leader' } @nodes;
+	my ($fol) = grep { $_ != $ldr } @nodes;
+	$ldr->safe_psql('postgres', 'INSERT INTO ev VALUES (19999, 0, 0, 0)');
+	my $r = $fol->safe_psql('postgres',
+		"SELECT chronicle.read_barrier() > 0, (SELECT count(*) FROM ev WHERE ts = 19999)");
+	is($r, 't|1', 'a read after read_barrier() on a follower sees the latest commit');
+	is($ldr->safe_psql('postgres',
+		"SELECT count(*), count(*) FILTER (WHERE role = 'leader'), bool_and(voting), count(match_index) FROM chronicle.nodes"),
+		'3|1|t|3', 'chronicle.nodes on the leader: three voters, one leader, match indexes');
+	like($fol->safe_psql('postgres',
+		"SELECT string_agg(address, ',' ORDER BY node_id) FROM chronicle.nodes"),
+		qr/^127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$/, 'chronicle.nodes lists the addresses');
+}
+$expect = '3001';
+
 # ---------------------------------------------- a follower restarts and catches up
 
 my ($l) = grep { (status($_))[0] eq 'leader' } @nodes;
@@ -144,7 +161,7 @@ my @followers = grep { $_ != $l } @nodes;
 $followers[0]->stop;
 $l->safe_psql('postgres', 'INSERT INTO ev SELECT 20000 + g, 0, g, 1 FROM generate_series(1, 500) g');
 $followers[0]->start;
-ok(wait_count('SELECT count(*) FROM ev', '3500', @nodes), 'a restarted follower catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3501', @nodes), 'a restarted follower catches up');
 
 # ---------------------------------------------- leader SIGKILL
 
@@ -166,7 +183,7 @@ for my $g (1 .. 20)
 	$acked++ if $rc == 0;
 }
 is($acked, 20, 'every insert after the failover is acknowledged');
-ok(wait_count('SELECT count(*) FROM ev', '3520', @followers), 'the survivors hold all 3520 events');
+ok(wait_count('SELECT count(*) FROM ev', '3521', @followers), 'the survivors hold all 3521 events');
 
 # the killed postmaster's children exit when they notice; then restart
 usleep(1_500_000);
@@ -182,7 +199,7 @@ for (1 .. 20)
 	usleep(500_000);
 }
 ok($started, 'the killed node restarts');
-ok(wait_count('SELECT count(*) FROM ev', '3520', @nodes), 'the old leader rejoins and catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3521', @nodes), 'the old leader rejoins and catches up');
 @digests = map { $_->safe_psql('postgres', $digest_sql) } @nodes;
 ok($digests[0] eq $digests[1] && $digests[1] eq $digests[2], 'all nodes identical after the rejoin');
 
@@ -193,9 +210,9 @@ $impostor->stop;
 $impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_secret = 'wrong'\n");
 $impostor->start;
 $nodes[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (40000, 1, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3521', @nodes[0, 1]), 'the majority commits without the impostor');
+ok(wait_count('SELECT count(*) FROM ev', '3522', @nodes[0, 1]), 'the majority commits without the impostor');
 usleep(500_000);
-is($impostor->safe_psql('postgres', 'SELECT count(*) FROM ev'), '3520',
+is($impostor->safe_psql('postgres', 'SELECT count(*) FROM ev'), '3521',
 	'a node with the wrong secret receives nothing');
 my $refused = slurp_file($nodes[0]->logfile) . slurp_file($nodes[1]->logfile) . slurp_file($impostor->logfile);
 like($refused, qr/chronicle_raft (refused a connection|connection to node \d+ closed)/,
@@ -212,12 +229,12 @@ for my $i (0 .. 1)
 	}
 }
 $nodes[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (40001, 2, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3522', @nodes[0, 1]), 'random bytes on the Raft ports change nothing');
+ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes[0, 1]), 'random bytes on the Raft ports change nothing');
 
 $impostor->stop;
 $impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_secret = 'correct horse battery staple'\n");
 $impostor->start;
-ok(wait_count('SELECT count(*) FROM ev', '3522', @nodes), 'with the right secret the node catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes), 'with the right secret the node catches up');
 
 # ---------------------------------------------- minority partition
 
@@ -231,10 +248,10 @@ my ($rc, $out, $err) = $l->psql('postgres',
 	"SET statement_timeout = '3s'; INSERT INTO ev VALUES (50000, 7, 1, 1)");
 isnt($rc, 0, 'the isolated old leader cannot commit');
 $followers[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (50001, 8, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3523', @followers), 'the majority keeps committing');
+ok(wait_count('SELECT count(*) FROM ev', '3524', @followers), 'the majority keeps committing');
 $l->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = off\n");
 $l->reload;
-ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes), 'after healing the old leader catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3524', @nodes), 'after healing the old leader catches up');
 is($l->safe_psql('postgres', 'SELECT count(*) FROM ev WHERE ts = 50000'), '0',
 	'the write refused during the partition never appears');
 isnt((status($l))[0], 'leader', 'the healed old leader is a follower');
@@ -249,9 +266,9 @@ kill 'STOP', $wpid;
 $new = wait_leader(@followers);
 ok(defined $new, "a stopped leader is replaced (node $new)");
 $followers[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (50002, 9, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3524', @followers), 'writes go on without it');
+ok(wait_count('SELECT count(*) FROM ev', '3525', @followers), 'writes go on without it');
 kill 'CONT', $wpid;
-ok(wait_count('SELECT count(*) FROM ev', '3524', @nodes), 'the resumed old leader catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3525', @nodes), 'the resumed old leader catches up');
 my $deadline = time() + 10;
 usleep(200_000) while (status($l))[0] eq 'leader' && time() < $deadline;
 isnt((status($l))[0], 'leader', 'and steps down');
