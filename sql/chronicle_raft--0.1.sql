@@ -123,3 +123,9 @@ AS 'MODULE_PATHNAME', 'chronicle_read_barrier'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION chronicle.read_barrier() IS
 'confirm leadership with a quorum (ReadIndex) and wait until this node applied up to it: reads after it are linearizable';
+
+-- Streams created through the Raft log (known on every node).  Inserting
+-- into any other stream on a replicated server is refused.
+CREATE TABLE chronicle.cluster_streams (relid oid PRIMARY KEY);
+REVOKE ALL ON chronicle.cluster_streams FROM PUBLIC;
+GRANT SELECT ON chronicle.cluster_streams TO PUBLIC;

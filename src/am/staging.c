@@ -32,6 +32,8 @@
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "storage/predicate.h"
@@ -76,6 +78,37 @@ static StreamStage *last_stage = NULL;	/* cache for runs of inserts */
 static StringInfoData encode_buf;
 static bool encode_buf_ready = false;
 
+/*
+ * On a replicated server only streams created through the Raft log may
+ * take events: any other would exist on this node alone, and replicating
+ * its events would make the nodes diverge.
+ */
+static void
+check_stream_replicated(Relation rel)
+{
+	char		sql[160];
+	bool		known;
+
+	if (MyDatabaseId != get_database_oid(chronicle_database, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("stream \"%s\" is not in the replicated database \"%s\"",
+						RelationGetRelationName(rel), chronicle_database),
+				 errhint("Replicated streams live in the database named by chronicle_raft.database.")));
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM chronicle.cluster_streams WHERE relid = %u",
+			 RelationGetRelid(rel));
+	SPI_connect();
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read chronicle.cluster_streams");
+	known = SPI_processed > 0;
+	SPI_finish();
+	if (!known)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" is not known cluster-wide", RelationGetRelationName(rel)),
+				 errhint("Streams of a replicated server must be created with CREATE TABLE ... USING chronicle while the cluster is configured; this one exists on this node only.")));
+}
+
 static StreamStage *
 stage_for(Relation rel, bool create)
 {
@@ -100,7 +133,11 @@ stage_for(Relation rel, bool create)
 	stage = hash_search(stages, &relid, create ? HASH_ENTER : HASH_FIND, &found);
 	if (stage && !found)
 	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+		MemoryContext oldcxt;
+
+		if (cluster_enabled() && !am_cluster_worker)
+			check_stream_replicated(rel);
+		oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 
 		stage->layout = stream_layout(rel);
 		stage->maxrows = 64;

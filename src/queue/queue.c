@@ -228,6 +228,10 @@ queue_submit_and_wait(const char *data, Size len)
 	SetLatch(queue->worker_latch);
 	LWLockRelease(queue->lock);
 
+	/* commit_wait = off: queued is enough (documented: may lose it) */
+	if (chronicle_commit_wait == COMMIT_WAIT_OFF)
+		return;
+
 	PG_TRY();
 	{
 		for (;;)
@@ -241,8 +245,6 @@ queue_submit_and_wait(const char *data, Size len)
 			if (state == BATCH_APPLIED || state == BATCH_FAILED || state == BATCH_UNKNOWN)
 				break;
 			if (state == BATCH_COMMITTED && chronicle_commit_wait != COMMIT_WAIT_APPLIED)
-				break;
-			if (state == BATCH_PROPOSED && chronicle_commit_wait == COMMIT_WAIT_OFF)
 				break;
 			if (state >= BATCH_PROPOSED && state <= BATCH_COMMITTED &&
 				GetCurrentTimestamp() > deadline + (TimestampTz) chronicle_election_timeout * 10 * 1000)

@@ -46,6 +46,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "parser/parser.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -284,6 +285,36 @@ apply_streams(raft_index index, StreamRows *streams, int *nstreams)
 }
 
 /*
+ * Keep chronicle.cluster_streams in step with replicated DDL: a created
+ * stream is added, dropped ones disappear.  Runs inside apply_ddl's SPI
+ * connection, with the DDL's search_path.
+ */
+static void
+record_cluster_streams(const char *ddl)
+{
+	List	   *stmts = raw_parser(ddl, RAW_PARSE_DEFAULT);
+	ListCell   *lc;
+
+	foreach(lc, stmts)
+	{
+		RawStmt    *raw = lfirst_node(RawStmt, lc);
+		char		sql[128];
+
+		if (IsA(raw->stmt, CreateStmt))
+		{
+			Oid			relid = RangeVarGetRelid(((CreateStmt *) raw->stmt)->relation, NoLock, false);
+
+			snprintf(sql, sizeof(sql), "INSERT INTO chronicle.cluster_streams VALUES (%u)", relid);
+			if (SPI_execute(sql, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not record replicated stream %u", relid);
+		}
+	}
+	if (SPI_execute("DELETE FROM chronicle.cluster_streams c WHERE NOT EXISTS "
+					"(SELECT FROM pg_catalog.pg_class r WHERE r.oid = c.relid)", false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not prune chronicle.cluster_streams");
+}
+
+/*
  * Run replicated DDL in a subtransaction: an error (the same on every node,
  * e.g. the table exists) is reported to the origin and the log goes on.
  */
@@ -302,6 +333,8 @@ apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_execute(ddl, false, 0) < 0)
 			elog(ERROR, "SPI_execute failed");
+		CommandCounterIncrement();
+		record_cluster_streams(ddl);
 		PopActiveSnapshot();
 		SPI_finish();
 		ReleaseCurrentSubTransaction();

@@ -156,9 +156,31 @@ ok(wait_leader(), 'and leads again');
 $node->safe_psql('postgres', 'INSERT INTO r VALUES (100002, 5, 2, 100)');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM r'), '50023', 'inserts work after the worker restart');
 
+# a stream the cluster does not know takes no events
+$node->safe_psql('postgres', 'CREATE TABLE lonely (ts bigint NOT NULL) USING chronicle');
+$node->safe_psql('postgres', "DELETE FROM chronicle.cluster_streams WHERE relid = 'lonely'::regclass");
+($rc, $out, $err) = $node->psql('postgres', 'INSERT INTO lonely VALUES (1)');
+like($err, qr/stream "lonely" is not known cluster-wide/, 'a stream unknown cluster-wide refuses inserts');
+
+# commit_wait = off returns at once; the events still arrive
+$node->safe_psql('postgres', "SET chronicle_raft.commit_wait = off; INSERT INTO r VALUES (100003, 6, 1, 100)");
+my $seen = 0;
+for (1 .. 50)
+{
+	if ($node->safe_psql('postgres', 'SELECT count(*) FROM r WHERE src = 6') eq '1')
+	{
+		$seen = 1;
+		last;
+	}
+	usleep(100_000);
+}
+ok($seen, 'an insert with commit_wait = off is applied shortly after');
+
 $node->safe_psql('postgres', 'DROP TABLE r');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'r'"), '0',
 	'replicated DROP TABLE');
+is($node->safe_psql('postgres', "SELECT count(*) FROM chronicle.cluster_streams"), '0',
+	'dropped streams leave chronicle.cluster_streams');
 
 $node->stop;
 done_testing();
