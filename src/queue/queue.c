@@ -71,7 +71,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 queue_capacity(void)
 {
-	return Max((Size) 16 * 1024 * 1024, (Size) chronicle_buffer_size * 4);
+	return Max((Size) 64 * 1024 * 1024, (Size) chronicle_buffer_size * 4);
 }
 
 static Size
