@@ -231,10 +231,29 @@ for my $i (0 .. 1)
 $nodes[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (40001, 2, 1, 1)');
 ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes[0, 1]), 'random bytes on the Raft ports change nothing');
 
+# a node configured for another cluster id refuses this cluster's log
 $impostor->stop;
-$impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_secret = 'correct horse battery staple'\n");
+$impostor->append_conf('postgresql.conf',
+	"chronicle_raft.cluster_secret = 'correct horse battery staple'\nchronicle_raft.cluster_name = 'other'\n");
 $impostor->start;
-ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes), 'with the right secret the node catches up');
+my $refused_log = 0;
+for (1 .. 50)
+{
+	if (slurp_file($impostor->logfile) =~ /could not open the chronicle_raft log.*another cluster|cluster id/s)
+	{
+		$refused_log = 1;
+		last;
+	}
+	usleep(100_000);
+}
+ok($refused_log, 'a node with another cluster id refuses to run on this cluster\'s log');
+$nodes[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (40002, 1, 2, 1)');
+ok(wait_count('SELECT count(*) FROM ev', '3524', @nodes[0, 1]), 'the majority is not disturbed');
+
+$impostor->stop;
+$impostor->append_conf('postgresql.conf', "chronicle_raft.cluster_name = 'chronicle'\n");
+$impostor->start;
+ok(wait_count('SELECT count(*) FROM ev', '3524', @nodes), 'with the right secret the node catches up');
 
 # ---------------------------------------------- minority partition
 
@@ -248,10 +267,10 @@ my ($rc, $out, $err) = $l->psql('postgres',
 	"SET statement_timeout = '3s'; INSERT INTO ev VALUES (50000, 7, 1, 1)");
 isnt($rc, 0, 'the isolated old leader cannot commit');
 $followers[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (50001, 8, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3524', @followers), 'the majority keeps committing');
+ok(wait_count('SELECT count(*) FROM ev', '3525', @followers), 'the majority keeps committing');
 $l->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = off\n");
 $l->reload;
-ok(wait_count('SELECT count(*) FROM ev', '3524', @nodes), 'after healing the old leader catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3525', @nodes), 'after healing the old leader catches up');
 is($l->safe_psql('postgres', 'SELECT count(*) FROM ev WHERE ts = 50000'), '0',
 	'the write refused during the partition never appears');
 isnt((status($l))[0], 'leader', 'the healed old leader is a follower');
@@ -266,9 +285,9 @@ kill 'STOP', $wpid;
 $new = wait_leader(@followers);
 ok(defined $new, "a stopped leader is replaced (node $new)");
 $followers[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (50002, 9, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3525', @followers), 'writes go on without it');
+ok(wait_count('SELECT count(*) FROM ev', '3526', @followers), 'writes go on without it');
 kill 'CONT', $wpid;
-ok(wait_count('SELECT count(*) FROM ev', '3525', @nodes), 'the resumed old leader catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3526', @nodes), 'the resumed old leader catches up');
 my $deadline = time() + 10;
 usleep(200_000) while (status($l))[0] eq 'leader' && time() < $deadline;
 isnt((status($l))[0], 'leader', 'and steps down');
