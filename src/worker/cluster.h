@@ -42,6 +42,7 @@ extern int	chronicle_election_timeout;
 extern int	chronicle_heartbeat_interval;
 extern char *chronicle_database;
 extern bool chronicle_debug_isolate;
+extern int	chronicle_max_log_size;
 
 extern void cluster_define_gucs(void);
 extern bool cluster_enabled(void);

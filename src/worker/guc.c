@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <limits.h>
 
 #include "utils/guc.h"
 
@@ -30,6 +31,7 @@ int			chronicle_election_timeout = 1000;
 int			chronicle_heartbeat_interval = 100;
 char	   *chronicle_database = NULL;
 bool		chronicle_debug_isolate = false;
+int			chronicle_max_log_size = 256 * 1024;	/* kB */
 
 static const struct config_enum_entry commit_wait_options[] = {
 	{"applied", COMMIT_WAIT_APPLIED, false},
@@ -188,7 +190,7 @@ static const char *const setting_names[] = {
 	"chronicle_raft.cluster_name", "chronicle_raft.buffer_size",
 	"chronicle_raft.flush_interval", "chronicle_raft.commit_wait",
 	"chronicle_raft.election_timeout", "chronicle_raft.heartbeat_interval",
-	"chronicle_raft.database"
+	"chronicle_raft.database", "chronicle_raft.max_log_size"
 };
 
 /*
@@ -267,6 +269,11 @@ cluster_define_gucs(void)
 							   NULL,
 							   &chronicle_database, "postgres",
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("chronicle_raft.max_log_size",
+							"Raft log size above which applied entries are compacted away.",
+							"Entries every member has are discarded; a member that is down keeps them.",
+							&chronicle_max_log_size, 256 * 1024, 1024, INT_MAX / 1024,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomBoolVariable("chronicle_raft.debug_isolate",
 							 "Fault injection for tests: drop all Raft traffic to and from this node.",
 							 "Simulates a network partition around this node; never use it in production.",

@@ -66,6 +66,7 @@
 
 #define ENTRY_MAGIC		0x31455243	/* "CRE1" */
 #define ENTRY_BATCHES	1
+#define ENTRY_COMPACT	2
 #define TICK_MS			10
 
 PGDLLEXPORT void chronicle_worker_main(Datum main_arg);
@@ -113,6 +114,12 @@ typedef struct WorkerState
 	/* batches forwarded to this node while it leads, for the next entry */
 	StringInfoData forwarded;
 	uint32		nforwarded;
+
+	/* log compaction */
+	uint64		log_bytes;		/* payload bytes appended since the last compaction */
+	raft_index	compacted;		/* log discarded up to here */
+	raft_index	compact_proposed;	/* a compaction entry is in flight up to here */
+	raft_index	compact_to;		/* applied compaction entry, to carry out */
 
 	/* read barriers in progress */
 	struct PendingRead
@@ -423,9 +430,25 @@ apply_entry(const raft_entry *e)
 
 	if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
 		return;
-	if (!take(&p, end, &magic, 4) || magic != ENTRY_MAGIC ||
-		!take(&p, end, &kind, 4) || kind != ENTRY_BATCHES ||
-		!take(&p, end, &count, 4))
+	if (!take(&p, end, &magic, 4) || magic != ENTRY_MAGIC || !take(&p, end, &kind, 4))
+		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
+	if (kind == ENTRY_COMPACT)
+	{
+		uint64		upto;
+
+		if (!take(&p, end, &upto, 8))
+			elog(ERROR, "malformed compaction entry %llu", (unsigned long long) e->index);
+		/* carried out after this ready (the engine takes no input meanwhile) */
+		if (upto > ws.compacted && upto < e->index)
+			ws.compact_to = upto;
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		set_applied_index(e->index);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return;
+	}
+	if (kind != ENTRY_BATCHES || !take(&p, end, &count, 4))
 		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
 	done = palloc0(sizeof(*done) * Max(count, 1));
 
@@ -1101,6 +1124,8 @@ process_ready(void)
 				log_fail("truncate");
 			if (raftlog_append(ws.log, rd.entries, rd.num_entries) != RAFTLOG_OK)
 				log_fail("append");
+			for (i = 0; i < rd.num_entries; i++)
+				ws.log_bytes += rd.entries[i].len + 32;
 		}
 		if (rd.must_persist && raftlog_sync(ws.log) != RAFTLOG_OK)
 			log_fail("fsync");
@@ -1138,6 +1163,90 @@ process_ready(void)
 		if (must_persist)
 			raft_persisted(ws.node, pterm, pindex);
 	}
+}
+
+/*
+ * Leader: when the log outgrows half of max_log_size, propose discarding
+ * the entries every member already holds durably (the minimum match index,
+ * capped at what is applied here).  Every node compacts when it applies
+ * that entry, so no member ever needs a discarded entry: a member that is
+ * down holds the compaction back until it returns.  (Snapshots for members
+ * that fall further behind come with membership changes.)
+ */
+static void
+maybe_propose_compaction(void)
+{
+	raft_status st;
+	raft_index	upto;
+	int			i;
+	StringInfoData buf;
+	uint32		magic = ENTRY_MAGIC;
+	uint32		kind = ENTRY_COMPACT;
+	raft_term	term;
+	raft_index	index;
+
+	raft_get_status(ws.node, &st);
+	if (st.role != RAFT_LEADER)
+	{
+		ws.compact_proposed = ws.compacted;	/* a lost proposal is not pending */
+		return;
+	}
+	if (ws.log_bytes < (uint64) chronicle_max_log_size * 1024 / 2 ||
+		ws.compact_proposed > ws.compacted)
+		return;
+	upto = Min(ws.applied, st.stable);
+	for (i = 0; i < ws.npeers; i++)
+	{
+		raft_index	match;
+
+		if (!raft_get_match(ws.node, ws.peers[i].member.id, &match))
+			return;
+		upto = Min(upto, match);
+	}
+	if (upto <= ws.compacted)
+		return;
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &magic, 4);
+	appendBinaryStringInfo(&buf, (char *) &kind, 4);
+	appendBinaryStringInfo(&buf, (char *) &upto, 8);
+	if (raft_propose(ws.node, buf.data, buf.len, &term, &index) == RAFT_OK)
+		ws.compact_proposed = upto;
+}
+
+/* Discard the log up to ws.compact_to: engine, then durable log. */
+static void
+carry_out_compaction(void)
+{
+	raft_index	upto = ws.compact_to;
+	raft_status st;
+	raft_snapshot_meta meta;
+	int			rc;
+
+	ws.compact_to = 0;
+	if (upto <= ws.compacted)
+		return;
+	raft_get_status(ws.node, &st);
+	if (upto > ws.applied || upto > st.stable)
+		return;
+	memset(&meta, 0, sizeof(meta));
+	meta.index = upto;
+	if (raftlog_term(ws.log, upto, &meta.term) != RAFTLOG_OK)
+		return;
+	meta.conf = st.conf;
+	rc = raft_snapshot_taken(ws.node, upto);
+	if (rc == RAFT_OK)
+		rc = raft_compact(ws.node, upto);
+	if (rc != RAFT_OK)
+	{
+		ereport(LOG, (errmsg("chronicle_raft: compaction to %llu skipped (engine error %d)",
+							 (unsigned long long) upto, rc)));
+		return;
+	}
+	if (raftlog_compact(ws.log, &meta) != RAFTLOG_OK)
+		log_fail("compaction");
+	ws.compacted = upto;
+	ws.log_bytes = 0;
+	ereport(DEBUG1, (errmsg("chronicle_raft: log compacted up to %llu", (unsigned long long) upto)));
 }
 
 /* Start the read barriers backends asked for (ReadIndex rounds). */
@@ -1272,7 +1381,15 @@ worker_start_engine(void)
 	ws.cluster_id = cluster_id_from_name(chronicle_cluster_name);
 
 	snprintf(dir, sizeof(dir), "%s/chronicle_raft", DataDir);
-	rc = raftlog_open(dir, ws.cluster_id, NULL, &ws.log, &recovery, errbuf, sizeof(errbuf));
+	{
+		raftlog_options opts;
+
+		/* segments small enough that compaction can keep the log near its bound */
+		raftlog_options_init(&opts);
+		opts.segment_size = Min(opts.segment_size,
+								Max((uint64) 64 * 1024, (uint64) chronicle_max_log_size * 1024 / 4));
+		rc = raftlog_open(dir, ws.cluster_id, &opts, &ws.log, &recovery, errbuf, sizeof(errbuf));
+	}
 	if (rc != RAFTLOG_OK)
 		ereport(FATAL,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -1314,6 +1431,7 @@ worker_start_engine(void)
 				(errmsg("could not start the Raft engine (error %d)", rc)));
 	raftlog_entries_free(&storage);
 	ws.applied = restore.applied;
+	ws.compacted = restore.snapshot.index;
 	ereport(LOG,
 			(errmsg("chronicle_raft node %d started: %d members, log %llu..%llu",
 					chronicle_node_id, ws.nmembers,
@@ -1393,7 +1511,13 @@ chronicle_worker_main(Datum main_arg)
 			}
 		}
 		start_reads();
+		maybe_propose_compaction();
 		process_ready();
+		if (ws.compact_to > 0)
+		{
+			carry_out_compaction();
+			process_ready();
+		}
 		finish_reads();
 		publish_status();
 		MemoryContextSwitchTo(old);
