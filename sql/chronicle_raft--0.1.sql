@@ -129,3 +129,38 @@ COMMENT ON FUNCTION chronicle.read_barrier() IS
 CREATE TABLE chronicle.cluster_streams (relid oid PRIMARY KEY);
 REVOKE ALL ON chronicle.cluster_streams FROM PUBLIC;
 GRANT SELECT ON chronicle.cluster_streams TO PUBLIC;
+
+-- Members added with chronicle.add_node() (the initial ones come from
+-- chronicle_raft.initial_cluster), replicated through the Raft log.
+CREATE TABLE chronicle.cluster_members (
+    node_id bigint PRIMARY KEY,
+    address text NOT NULL,
+    removed boolean NOT NULL DEFAULT false
+);
+REVOKE ALL ON chronicle.cluster_members FROM PUBLIC;
+GRANT SELECT ON chronicle.cluster_members TO PUBLIC;
+
+CREATE FUNCTION chronicle.add_node(node_id int, address text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'chronicle_add_node'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION chronicle.add_node(int, text) IS
+'add a server (host:port of its Raft transport) as a learner; it is promoted to voter once caught up';
+
+CREATE FUNCTION chronicle.remove_node(node_id int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'chronicle_remove_node'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION chronicle.remove_node(int) IS
+'remove a member for good (its id is never reused); its data stays readable locally';
+
+CREATE FUNCTION chronicle.transfer_leadership(node_id int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'chronicle_transfer_leadership'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION chronicle.transfer_leadership(int) IS
+'ask the leader to hand leadership to this voter (for rolling restarts)';
+
+REVOKE EXECUTE ON FUNCTION chronicle.add_node(int, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION chronicle.remove_node(int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION chronicle.transfer_leadership(int) FROM PUBLIC;

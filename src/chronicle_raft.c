@@ -48,7 +48,7 @@ _PG_init(void)
 		for (i = 0; i < n; i++)
 			if (members[i].id == (uint64) chronicle_node_id)
 				found = true;
-		if (!found)
+		if (!found && chronicle_initial_cluster_state == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("chronicle_raft.node_id %d is not a member of chronicle_raft.initial_cluster",

@@ -22,6 +22,9 @@
 PG_FUNCTION_INFO_V1(chronicle_status);
 PG_FUNCTION_INFO_V1(chronicle_nodes);
 PG_FUNCTION_INFO_V1(chronicle_read_barrier);
+PG_FUNCTION_INFO_V1(chronicle_add_node);
+PG_FUNCTION_INFO_V1(chronicle_remove_node);
+PG_FUNCTION_INFO_V1(chronicle_transfer_leadership);
 
 Datum
 chronicle_status(PG_FUNCTION_ARGS)
@@ -118,4 +121,83 @@ Datum
 chronicle_read_barrier(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64((int64) queue_read_barrier());
+}
+
+/*
+ * Membership commands travel through the Raft log like replicated DDL (a
+ * DDL chunk whose search_path is MEMBERSHIP_MARKER); every node checks them
+ * against the same replicated state, and the leader carries them out with
+ * one-at-a-time Raft configuration changes (worker.c).
+ */
+static void
+submit_membership(const char *command)
+{
+	StringInfoData buf;
+	uint16		marker = 0xFFFF;
+	uint32		len;
+
+	if (!cluster_enabled())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cluster membership functions need a replicated server"),
+				 errhint("Set chronicle_raft.initial_cluster on every member first.")));
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &marker, sizeof(marker));
+	len = strlen(MEMBERSHIP_MARKER);
+	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(&buf, MEMBERSHIP_MARKER, len);
+	len = strlen(command);
+	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(&buf, command, len);
+	queue_submit_and_wait(buf.data, buf.len);
+}
+
+static void
+check_node_id(int32 id)
+{
+	if (id < 1 || id > 1000000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("node id %d is out of range", id),
+				 errhint("Node ids are between 1 and 1000000.")));
+}
+
+Datum
+chronicle_add_node(PG_FUNCTION_ARGS)
+{
+	int32		id = PG_GETARG_INT32(0);
+	char	   *address = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ClusterMember m;
+	char	   *err = NULL;
+	char	   *spec;
+
+	check_node_id(id);
+	spec = psprintf("%d=%s", id, address);
+	if (cluster_parse_members(spec, &m, 1, &err) != 1 || strchr(address, ',') || strchr(address, ' '))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a host:port address", address),
+				 errhint("Pass the new server's chronicle_raft.listen_address, e.g. '127.0.0.1:7004'.")));
+	submit_membership(psprintf("add %d %s", id, address));
+	PG_RETURN_VOID();
+}
+
+Datum
+chronicle_remove_node(PG_FUNCTION_ARGS)
+{
+	int32		id = PG_GETARG_INT32(0);
+
+	check_node_id(id);
+	submit_membership(psprintf("remove %d", id));
+	PG_RETURN_VOID();
+}
+
+Datum
+chronicle_transfer_leadership(PG_FUNCTION_ARGS)
+{
+	int32		id = PG_GETARG_INT32(0);
+
+	check_node_id(id);
+	submit_membership(psprintf("transfer %d", id));
+	PG_RETURN_VOID();
 }

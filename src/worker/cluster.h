@@ -43,6 +43,10 @@ extern int	chronicle_heartbeat_interval;
 extern char *chronicle_database;
 extern bool chronicle_debug_isolate;
 extern int	chronicle_max_log_size;
+extern int	chronicle_initial_cluster_state;
+
+/* marks a membership command in a replicated DDL chunk */
+#define MEMBERSHIP_MARKER "\x01membership"
 
 extern void cluster_define_gucs(void);
 extern bool cluster_enabled(void);

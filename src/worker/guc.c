@@ -32,6 +32,13 @@ int			chronicle_heartbeat_interval = 100;
 char	   *chronicle_database = NULL;
 bool		chronicle_debug_isolate = false;
 int			chronicle_max_log_size = 256 * 1024;	/* kB */
+int			chronicle_initial_cluster_state = 0;	/* 0 new, 1 existing */
+
+static const struct config_enum_entry cluster_state_options[] = {
+	{"new", 0, false},
+	{"existing", 1, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry commit_wait_options[] = {
 	{"applied", COMMIT_WAIT_APPLIED, false},
@@ -190,7 +197,8 @@ static const char *const setting_names[] = {
 	"chronicle_raft.cluster_name", "chronicle_raft.buffer_size",
 	"chronicle_raft.flush_interval", "chronicle_raft.commit_wait",
 	"chronicle_raft.election_timeout", "chronicle_raft.heartbeat_interval",
-	"chronicle_raft.database", "chronicle_raft.max_log_size"
+	"chronicle_raft.database", "chronicle_raft.max_log_size",
+	"chronicle_raft.initial_cluster_state"
 };
 
 /*
@@ -269,6 +277,11 @@ cluster_define_gucs(void)
 							   NULL,
 							   &chronicle_database, "postgres",
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("chronicle_raft.initial_cluster_state",
+							 "new: this node founds the cluster in initial_cluster; existing: it joins a running cluster.",
+							 "A joining node lists running members in initial_cluster and is added with chronicle.add_node().",
+							 &chronicle_initial_cluster_state, 0, cluster_state_options,
+							 PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("chronicle_raft.max_log_size",
 							"Raft log size above which applied entries are compacted away.",
 							"Entries every member has are discarded; a member that is down keeps them.",

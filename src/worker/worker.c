@@ -115,6 +115,17 @@ typedef struct WorkerState
 	StringInfoData forwarded;
 	uint32		nforwarded;
 
+	/* membership as replicated through the log (initial + chronicle.add_node) */
+	struct Desired
+	{
+		uint64		id;
+		char		host[64];
+		int			port;
+		bool		removed;
+	}			desired[CLUSTER_MAX_MEMBERS * 2];
+	int			ndesired;
+	raft_node_id transfer_to;	/* requested leadership transfer */
+
 	/* log compaction */
 	uint64		log_bytes;		/* payload bytes appended since the last compaction */
 	raft_index	compacted;		/* log discarded up to here */
@@ -174,6 +185,188 @@ take(const char **p, const char *end, void *dst, Size n)
 	memcpy(dst, *p, n);
 	*p += n;
 	return true;
+}
+
+static void peer_add(uint64 id, const char *host, int port);
+static void peer_drop(uint64 id);
+
+static struct Desired *
+desired_find(uint64 id)
+{
+	int			i;
+
+	for (i = 0; i < ws.ndesired; i++)
+		if (ws.desired[i].id == id)
+			return &ws.desired[i];
+	return NULL;
+}
+
+/*
+ * Apply a membership command of the log (chronicle.add_node/remove_node/
+ * transfer_leadership).  Every node checks it against the same replicated
+ * state (the initial members plus chronicle.cluster_members), so all come
+ * to the same verdict; the leader then carries it out (reconcile_membership).
+ * Runs in the apply transaction.  Returns false with errbuf set on refusal.
+ */
+static bool
+apply_membership(const char *cmd, char *errbuf, Size errlen)
+{
+	char		verb[16];
+	long		id;
+	char		address[80] = "";
+	struct Desired *d;
+	char		sql[256];
+	int			members = 0;
+	int			i;
+
+	if (sscanf(cmd, "%15s %ld %79s", verb, &id, address) < 2)
+	{
+		snprintf(errbuf, errlen, "malformed membership command");
+		return false;
+	}
+	d = desired_find((uint64) id);
+	for (i = 0; i < ws.ndesired; i++)
+		if (!ws.desired[i].removed)
+			members++;
+
+	if (strcmp(verb, "add") == 0)
+	{
+		ClusterMember m;
+		char	   *perr = NULL;
+		char	   *spec = psprintf("%ld=%s", id, address);
+
+		if (d != NULL)
+		{
+			snprintf(errbuf, errlen, d->removed ?
+					 "node id %ld was removed; node ids are never reused" :
+					 "node id %ld is already a member", id);
+			return false;
+		}
+		if (cluster_parse_members(spec, &m, 1, &perr) != 1)
+		{
+			snprintf(errbuf, errlen, "invalid address \"%s\"", address);
+			return false;
+		}
+		for (i = 0; i < ws.ndesired; i++)
+			if (!ws.desired[i].removed && strcmp(ws.desired[i].host, m.host) == 0 &&
+				ws.desired[i].port == m.port)
+			{
+				snprintf(errbuf, errlen, "address %s is already used by node %llu",
+						 address, (unsigned long long) ws.desired[i].id);
+				return false;
+			}
+		if (ws.ndesired >= (int) lengthof(ws.desired) || members >= CLUSTER_MAX_MEMBERS)
+		{
+			snprintf(errbuf, errlen, "a cluster has at most %d members", CLUSTER_MAX_MEMBERS);
+			return false;
+		}
+		d = &ws.desired[ws.ndesired++];
+		d->id = (uint64) id;
+		strlcpy(d->host, m.host, sizeof(d->host));
+		d->port = m.port;
+		d->removed = false;
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO chronicle.cluster_members VALUES (%ld, '%s:%d', false) "
+				 "ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, removed = false",
+				 id, m.host, m.port);
+		if (d->id != (uint64) chronicle_node_id)
+			peer_add(d->id, d->host, d->port);
+	}
+	else if (strcmp(verb, "remove") == 0)
+	{
+		if (d == NULL || d->removed)
+		{
+			snprintf(errbuf, errlen, "node %ld is not a member", id);
+			return false;
+		}
+		if (members <= 1)
+		{
+			snprintf(errbuf, errlen, "node %ld is the last member and cannot be removed", id);
+			return false;
+		}
+		d->removed = true;
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO chronicle.cluster_members VALUES (%ld, '%s:%d', true) "
+				 "ON CONFLICT (node_id) DO UPDATE SET removed = true",
+				 id, d->host, d->port);
+		if (d->id != (uint64) chronicle_node_id)
+			peer_drop(d->id);
+	}
+	else if (strcmp(verb, "transfer") == 0)
+	{
+		if (d == NULL || d->removed)
+		{
+			snprintf(errbuf, errlen, "node %ld is not a member", id);
+			return false;
+		}
+		ws.transfer_to = (raft_node_id) id;
+		return true;
+	}
+	else
+	{
+		snprintf(errbuf, errlen, "unknown membership command \"%s\"", verb);
+		return false;
+	}
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute(sql, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the membership change");
+	PopActiveSnapshot();
+	SPI_finish();
+	return true;
+}
+
+/*
+ * Leader: bring the Raft configuration to the replicated membership, one
+ * change at a time: add missing members as learners, promote learners that
+ * caught up, remove removed ones; then any requested leadership transfer.
+ */
+static void
+reconcile_membership(void)
+{
+	raft_status st;
+	int			i;
+	raft_term	term;
+	raft_index	index;
+
+	raft_get_status(ws.node, &st);
+	if (st.role != RAFT_LEADER)
+		return;
+	for (i = 0; i < ws.ndesired; i++)
+	{
+		struct Desired *d = &ws.desired[i];
+		bool		in_conf = raft_conf_is_voter(&st.conf, d->id) ||
+			raft_conf_is_learner(&st.conf, d->id);
+		raft_index	match;
+
+		if (d->removed)
+		{
+			if (in_conf)
+			{
+				(void) raft_propose_conf_change(ws.node, RAFT_CONF_REMOVE, d->id, &term, &index);
+				return;
+			}
+			continue;
+		}
+		if (!in_conf && !raft_conf_is_removed(&st.conf, d->id))
+		{
+			(void) raft_propose_conf_change(ws.node, RAFT_CONF_ADD_LEARNER, d->id, &term, &index);
+			return;
+		}
+		if (raft_conf_is_learner(&st.conf, d->id) &&
+			raft_get_match(ws.node, d->id, &match) && match >= st.commit)
+		{
+			(void) raft_propose_conf_change(ws.node, RAFT_CONF_PROMOTE, d->id, &term, &index);
+			return;
+		}
+	}
+	if (ws.transfer_to != 0)
+	{
+		if (ws.transfer_to != st.id && raft_conf_is_voter(&st.conf, ws.transfer_to))
+			(void) raft_transfer_leadership(ws.node, ws.transfer_to);
+		ws.transfer_to = 0;
+	}
 }
 
 /*
@@ -480,7 +673,9 @@ apply_entry(const raft_entry *e)
 			apply_streams(e->index, streams, &nstreams);
 			PopActiveSnapshot();
 			CommandCounterIncrement();
-			if (!apply_ddl(search_path, ddl, errbuf, sizeof(errbuf)))
+			if (strcmp(search_path, MEMBERSHIP_MARKER) == 0 ?
+				!apply_membership(ddl, errbuf, sizeof(errbuf)) :
+				!apply_ddl(search_path, ddl, errbuf, sizeof(errbuf)))
 			{
 				ereport(LOG,
 						(errmsg("replicated DDL of Raft entry %llu failed: %s",
@@ -599,22 +794,20 @@ network_start(void)
 	ws.listen_fd = -1;
 	initStringInfo(&ws.forwarded);
 
-	for (i = 0; i < ws.nmembers; i++)
+	for (i = 0; i < ws.ndesired; i++)
 	{
-		if (ws.members[i].id == (uint64) chronicle_node_id)
+		struct Desired *d = &ws.desired[i];
+
+		if (d->id == (uint64) chronicle_node_id)
 		{
-			strlcpy(host, ws.members[i].host, sizeof(host));
-			port = ws.members[i].port;
+			strlcpy(host, d->host, sizeof(host));
+			port = d->port;
 			continue;
 		}
-		ws.peers[ws.npeers].member = ws.members[i];
-		ws.peers[ws.npeers].conn = NULL;
-		backoff_init(&ws.peers[ws.npeers].backoff, 0, 0,
-					 (uint64) chronicle_node_id * 1000003 + ws.members[i].id);
-		ws.peers[ws.npeers].next_dial_ms = 0;
-		ws.npeers++;
+		if (!d->removed)
+			peer_add(d->id, d->host, d->port);
 	}
-	if (ws.npeers == 0)
+	if (ws.npeers == 0 && chronicle_initial_cluster_state == 0)
 		return;					/* a cluster of one talks to nobody */
 	if (ws.tcfg.secret_len == 0)
 		ereport(FATAL,
@@ -627,11 +820,47 @@ network_start(void)
 		strlcpy(host, chronicle_listen_address, Min(sizeof(host), (size_t) (colon - chronicle_listen_address + 1)));
 		port = atoi(colon + 1);
 	}
+	if (port == 0)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("chronicle_raft.listen_address must be set on a node that joins an existing cluster")));
 	if (transport_listen(host, port, &ws.listen_fd, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("chronicle_raft could not listen on %s:%d: %s", host, port, err)));
 	ereport(LOG, (errmsg("chronicle_raft listening on %s:%d", host, port)));
+}
+
+static void
+peer_add(uint64 id, const char *host, int port)
+{
+	struct Peer *peer;
+
+	if (peer_by_id(id) != NULL || ws.npeers >= CLUSTER_MAX_MEMBERS)
+		return;
+	peer = &ws.peers[ws.npeers++];
+	memset(peer, 0, sizeof(*peer));
+	peer->member.id = id;
+	strlcpy(peer->member.host, host, sizeof(peer->member.host));
+	peer->member.port = port;
+	backoff_init(&peer->backoff, 0, 0, (uint64) chronicle_node_id * 1000003 + id);
+}
+
+/* A removed member: no traffic either way any more. */
+static void
+peer_drop(uint64 id)
+{
+	int			i;
+
+	for (i = 0; i < ws.npeers; i++)
+	{
+		if (ws.peers[i].member.id != id)
+			continue;
+		if (ws.peers[i].conn)
+			conn_free(ws.peers[i].conn);
+		ws.peers[i] = ws.peers[--ws.npeers];
+		return;
+	}
 }
 
 static void
@@ -1331,16 +1560,19 @@ publish_status(void)
 	cs.commit_index = st.commit;
 	cs.applied_index = ws.applied;
 	cs.last_log_index = st.last_index;
-	for (i = 0; i < ws.nmembers && i < CLUSTER_MAX_MEMBERS; i++)
+	for (i = 0; i < ws.ndesired && cs.nmembers < CLUSTER_MAX_MEMBERS; i++)
 	{
-		MemberStatus *m = &cs.members[cs.nmembers++];
-		struct Peer *peer = peer_by_id(ws.members[i].id);
+		MemberStatus *m;
+		struct Peer *peer = peer_by_id(ws.desired[i].id);
 		raft_index	match;
 
-		m->id = ws.members[i].id;
-		snprintf(m->address, sizeof(m->address), "%s:%d", ws.members[i].host, ws.members[i].port);
+		if (ws.desired[i].removed)
+			continue;
+		m = &cs.members[cs.nmembers++];
+		m->id = ws.desired[i].id;
+		snprintf(m->address, sizeof(m->address), "%s:%d", ws.desired[i].host, ws.desired[i].port);
 		m->voter = raft_conf_is_voter(&st.conf, m->id);
-		if (peer == NULL)
+		if (m->id == (uint64) chronicle_node_id)
 		{
 			/* this node */
 			m->connected = true;
@@ -1358,6 +1590,48 @@ publish_status(void)
 }
 
 /* ------------------------------------------------------------------ main */
+
+/* Members added or removed through the log, from chronicle.cluster_members. */
+static void
+load_cluster_members(void)
+{
+	uint64		i;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT node_id, address, removed FROM chronicle.cluster_members ORDER BY node_id",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read chronicle.cluster_members");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		uint64		id = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *addr = SPI_getvalue(tup, desc, 2);
+		bool		removed = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		struct Desired *d = desired_find(id);
+		ClusterMember m;
+		char	   *perr = NULL;
+
+		if (cluster_parse_members(psprintf("%llu=%s", (unsigned long long) id, addr), &m, 1, &perr) != 1)
+			continue;
+		if (d == NULL)
+		{
+			if (ws.ndesired >= (int) lengthof(ws.desired))
+				break;
+			d = &ws.desired[ws.ndesired++];
+			d->id = id;
+		}
+		strlcpy(d->host, m.host, sizeof(d->host));
+		d->port = m.port;
+		d->removed = removed;
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
 
 static void
 worker_start_engine(void)
@@ -1403,7 +1677,19 @@ worker_start_engine(void)
 
 	if (raftlog_load(ws.log, &restore, &storage) != RAFTLOG_OK)
 		log_fail("loading");
-	if (recovery.created || (restore.snapshot.index == 0 && restore.snapshot.conf.num_voters == 0))
+	/* membership: the initial members, then what the log added or removed */
+	for (i = 0; i < ws.nmembers; i++)
+	{
+		ws.desired[ws.ndesired].id = ws.members[i].id;
+		strlcpy(ws.desired[ws.ndesired].host, ws.members[i].host, sizeof(ws.desired[0].host));
+		ws.desired[ws.ndesired].port = ws.members[i].port;
+		ws.desired[ws.ndesired].removed = false;
+		ws.ndesired++;
+	}
+	load_cluster_members();
+
+	if (chronicle_initial_cluster_state == 0 &&
+		(recovery.created || (restore.snapshot.index == 0 && restore.snapshot.conf.num_voters == 0)))
 	{
 		/* a brand-new member of the initial cluster */
 		restore.snapshot.conf.num_voters = ws.nmembers;
@@ -1511,6 +1797,7 @@ chronicle_worker_main(Datum main_arg)
 			}
 		}
 		start_reads();
+		reconcile_membership();
 		maybe_propose_compaction();
 		process_ready();
 		if (ws.compact_to > 0)

@@ -1,0 +1,130 @@
+
+# Copyright (c) chronicle_raft authors
+#
+# Cluster membership on real servers: a fourth server joins as a learner,
+# catches up and is promoted; leadership is transferred to it; an original
+# member is removed (its data stays readable, it receives nothing more) and
+# the cluster keeps committing.  Errors: a reused or removed node id, a
+# duplicate address, removing a non-member.
+
+use strict;
+use warnings;
+
+BEGIN
+{
+	require Cwd;
+	require File::Basename;
+	if (!$ENV{PG_REGRESS})
+	{
+		my $libdir = `pg_config --pkglibdir`;
+		chomp $libdir;
+		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
+	}
+	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
+}
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use File::Path qw(rmtree);
+use File::Basename qw(basename);
+use Time::HiRes qw(usleep time);
+
+sub new_node
+{
+	my ($name) = @_;
+	my $testname = basename($0);
+	$testname =~ s/\.[^.]+$//;
+	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
+	return PostgreSQL::Test::Cluster->new($name);
+}
+
+my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 4;
+my $members = join(',', map { ($_ + 1) . "=127.0.0.1:$ports[$_]" } 0 .. 2);
+my $common = qq{
+shared_preload_libraries = 'chronicle_raft'
+chronicle_raft.initial_cluster = '$members'
+chronicle_raft.cluster_secret = 'membership test secret'
+chronicle_raft.election_timeout = 400
+chronicle_raft.heartbeat_interval = 50
+};
+my @nodes;
+for my $i (0 .. 2)
+{
+	my $node = new_node('m' . ($i + 1));
+	$node->init;
+	$node->append_conf('postgresql.conf', $common . "chronicle_raft.node_id = " . ($i + 1) . "\n");
+	$node->start;
+	push @nodes, $node;
+}
+
+sub st { return split /\|/, $_[0]->safe_psql('postgres', 'SELECT role, leader_id FROM chronicle.status()'); }
+
+sub wait_for
+{
+	my ($cond) = @_;
+	my $deadline = time() + 40;
+	while (time() < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(100_000);
+	}
+	return 0;
+}
+
+sub count_on { return $_[0]->safe_psql('postgres', 'SELECT count(*) FROM ev'); }
+
+ok(wait_for(sub { grep { (st($_))[0] eq 'leader' } @nodes }), 'a leader is elected');
+$nodes[0]->safe_psql('postgres', 'CREATE TABLE ev (ts bigint NOT NULL, v int) USING chronicle');
+$nodes[1]->safe_psql('postgres', 'INSERT INTO ev SELECT g, g FROM generate_series(1, 5000) g');
+
+# ------------------------------------------------------------ a fourth node
+
+my $n4 = new_node('m4');
+$n4->init;
+$n4->append_conf('postgresql.conf', $common . qq{
+chronicle_raft.node_id = 4
+chronicle_raft.initial_cluster_state = existing
+chronicle_raft.listen_address = '127.0.0.1:$ports[3]'
+});
+$n4->start;
+$nodes[2]->safe_psql('postgres', "SELECT chronicle.add_node(4, '127.0.0.1:$ports[3]')");
+ok(wait_for(sub { (eval { count_on($n4) } // '') eq '5000' }), 'the new node receives every stream and event');
+ok(wait_for(sub {
+	my ($l) = grep { (st($_))[0] eq 'leader' } @nodes;
+	return 0 unless $l;
+	return $l->safe_psql('postgres', "SELECT voting FROM chronicle.nodes WHERE node_id = 4") eq 't';
+}), 'and is promoted to voter once caught up');
+$n4->safe_psql('postgres', 'INSERT INTO ev VALUES (6000, 6000)');
+ok(wait_for(sub { (grep { count_on($_) eq '5001' } (@nodes, $n4)) == 4 }), 'inserts on the new node reach all four');
+
+my ($rc, $out, $err) = $nodes[0]->psql('postgres', "SELECT chronicle.add_node(4, '127.0.0.1:1')");
+like($err, qr/node id 4 is already a member/, 'a member id cannot be added twice');
+($rc, $out, $err) = $nodes[0]->psql('postgres', "SELECT chronicle.add_node(5, '127.0.0.1:$ports[0]')");
+like($err, qr/address 127\.0\.0\.1:$ports[0] is already used by node 1/, 'a duplicate address is refused');
+($rc, $out, $err) = $nodes[0]->psql('postgres', 'SELECT chronicle.remove_node(9)');
+like($err, qr/node 9 is not a member/, 'removing a non-member is refused');
+($rc, $out, $err) = $nodes[0]->psql('postgres', "SELECT chronicle.add_node(5, 'nonsense')");
+like($err, qr/is not a host:port address/, 'a bad address is refused');
+
+# ------------------------------------------------------------ leadership transfer
+
+$nodes[0]->safe_psql('postgres', 'SELECT chronicle.transfer_leadership(4)');
+ok(wait_for(sub { (st($n4))[0] eq 'leader' }), 'leadership moves to node 4 on request');
+
+# ------------------------------------------------------------ removing node 1
+
+$nodes[1]->safe_psql('postgres', 'SELECT chronicle.remove_node(1)');
+ok(wait_for(sub {
+	$n4->safe_psql('postgres', "SELECT count(*) FROM chronicle.nodes WHERE node_id = 1") eq '0'
+}), 'node 1 is no longer listed');
+$n4->safe_psql('postgres', 'INSERT INTO ev VALUES (7000, 7000)');
+ok(wait_for(sub { (grep { count_on($_) eq '5002' } ($nodes[1], $nodes[2], $n4)) == 3 }),
+	'the remaining three keep committing');
+usleep(1_000_000);
+is(count_on($nodes[0]), '5001', 'the removed node keeps its data readable but receives nothing more');
+($rc, $out, $err) = $nodes[2]->psql('postgres', "SELECT chronicle.add_node(1, '127.0.0.1:1')");
+like($err, qr/node id 1 was removed; node ids are never reused/, 'a removed id is never reused');
+
+$_->stop for (@nodes, $n4);
+done_testing();
