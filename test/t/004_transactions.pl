@@ -14,39 +14,15 @@
 use strict;
 use warnings;
 
-# PostgreSQL::Test::Cluster runs pg_regress --config-auth and keeps its files
-# under $TESTDIR/tmp_check; PostgreSQL's own makefiles set PG_REGRESS and
-# TESTDIR, "make tapcheck" does not.  Default TESTDIR to this directory
-# (test/t/tmp_check is git-ignored), away from ./tmp_check, which
-# "make installcheck" (pg_regress --temp-instance) removes and recreates.
-BEGIN
-{
-	require Cwd;
-	require File::Basename;
-	if (!$ENV{PG_REGRESS})
-	{
-		my $libdir = `pg_config --pkglibdir`;
-		chomp $libdir;
-		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
-	}
-	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
-}
-
+use FindBin;
+use lib $FindBin::RealBin;
+use ChronicleTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Path qw(rmtree);
 use File::Basename qw(basename);
 use Time::HiRes qw(usleep time);
-
-sub new_node
-{
-	my ($name) = @_;
-	my $testname = basename($0);
-	$testname =~ s/\.[^.]+$//;
-	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
-	return PostgreSQL::Test::Cluster->new($name);
-}
 
 my $node = new_node('xact');
 $node->init;

@@ -11,19 +11,9 @@
 use strict;
 use warnings;
 
-BEGIN
-{
-	require Cwd;
-	require File::Basename;
-	if (!$ENV{PG_REGRESS})
-	{
-		my $libdir = `pg_config --pkglibdir`;
-		chomp $libdir;
-		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
-	}
-	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
-}
-
+use FindBin;
+use lib $FindBin::RealBin;
+use ChronicleTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -32,33 +22,9 @@ use File::Basename qw(basename);
 use IO::Socket::INET;
 use Time::HiRes qw(usleep time);
 
-sub new_node
-{
-	my ($name) = @_;
-	my $testname = basename($0);
-	$testname =~ s/\.[^.]+$//;
-	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
-	return PostgreSQL::Test::Cluster->new($name);
-}
-
-my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
-my $members = join(',', map { ($_ + 1) . "=127.0.0.1:$ports[$_]" } 0 .. 2);
-my @nodes;
-for my $i (0 .. 2)
-{
-	my $node = new_node('n' . ($i + 1));
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'chronicle_raft'
-chronicle_raft.node_id = @{[ $i + 1 ]}
-chronicle_raft.initial_cluster = '$members'
-chronicle_raft.cluster_secret = 'correct horse battery staple'
-chronicle_raft.election_timeout = 400
-chronicle_raft.heartbeat_interval = 50
-});
-	$node->start;
-	push @nodes, $node;
-}
+my ($nodes_ref, $ports_ref) = start_cluster('n', 3);
+my @nodes = @$nodes_ref;
+my @ports = @$ports_ref;
 
 sub status
 {
@@ -234,7 +200,7 @@ ok(wait_count('SELECT count(*) FROM ev', '3523', @nodes[0, 1]), 'random bytes on
 # a node configured for another cluster id refuses this cluster's log
 $impostor->stop;
 $impostor->append_conf('postgresql.conf',
-	"chronicle_raft.cluster_secret = 'correct horse battery staple'\nchronicle_raft.cluster_name = 'other'\n");
+	"chronicle_raft.cluster_secret = 'chronicle test secret n'\nchronicle_raft.cluster_name = 'other'\n");
 $impostor->start;
 my $refused_log = 0;
 for (1 .. 50)

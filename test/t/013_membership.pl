@@ -10,34 +10,15 @@
 use strict;
 use warnings;
 
-BEGIN
-{
-	require Cwd;
-	require File::Basename;
-	if (!$ENV{PG_REGRESS})
-	{
-		my $libdir = `pg_config --pkglibdir`;
-		chomp $libdir;
-		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
-	}
-	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
-}
-
+use FindBin;
+use lib $FindBin::RealBin;
+use ChronicleTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Path qw(rmtree);
 use File::Basename qw(basename);
 use Time::HiRes qw(usleep time);
-
-sub new_node
-{
-	my ($name) = @_;
-	my $testname = basename($0);
-	$testname =~ s/\.[^.]+$//;
-	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
-	return PostgreSQL::Test::Cluster->new($name);
-}
 
 my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 4;
 my $members = join(',', map { ($_ + 1) . "=127.0.0.1:$ports[$_]" } 0 .. 2);
@@ -59,18 +40,6 @@ for my $i (0 .. 2)
 }
 
 sub st { return split /\|/, $_[0]->safe_psql('postgres', 'SELECT role, leader_id FROM chronicle.status()'); }
-
-sub wait_for
-{
-	my ($cond) = @_;
-	my $deadline = time() + 40;
-	while (time() < $deadline)
-	{
-		return 1 if $cond->();
-		usleep(100_000);
-	}
-	return 0;
-}
 
 sub count_on { return $_[0]->safe_psql('postgres', 'SELECT count(*) FROM ev'); }
 

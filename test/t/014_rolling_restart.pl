@@ -12,19 +12,9 @@
 use strict;
 use warnings;
 
-BEGIN
-{
-	require Cwd;
-	require File::Basename;
-	if (!$ENV{PG_REGRESS})
-	{
-		my $libdir = `pg_config --pkglibdir`;
-		chomp $libdir;
-		$ENV{PG_REGRESS} = "$libdir/pgxs/src/test/regress/pg_regress";
-	}
-	$ENV{TESTDIR} ||= File::Basename::dirname(Cwd::abs_path($0));
-}
-
+use FindBin;
+use lib $FindBin::RealBin;
+use ChronicleTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -33,47 +23,11 @@ use File::Basename qw(basename);
 use Time::HiRes qw(usleep time);
 use POSIX qw(:sys_wait_h);
 
-sub new_node
-{
-	my ($name) = @_;
-	my $testname = basename($0);
-	$testname =~ s/\.[^.]+$//;
-	rmtree("$PostgreSQL::Test::Utils::tmp_check/t_${testname}_${name}_data");
-	return PostgreSQL::Test::Cluster->new($name);
-}
-
-my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 3;
-my $members = join(',', map { ($_ + 1) . "=127.0.0.1:$ports[$_]" } 0 .. 2);
-my @nodes;
-for my $i (0 .. 2)
-{
-	my $node = new_node('r' . ($i + 1));
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'chronicle_raft'
-chronicle_raft.node_id = @{[ $i + 1 ]}
-chronicle_raft.initial_cluster = '$members'
-chronicle_raft.cluster_secret = 'rolling restart secret'
-chronicle_raft.election_timeout = 400
-chronicle_raft.heartbeat_interval = 50
-});
-	$node->start;
-	push @nodes, $node;
-}
+my ($nodes_ref, $ports_ref) = start_cluster('r', 3);
+my @nodes = @$nodes_ref;
+my @ports = @$ports_ref;
 
 sub role { my $r = eval { $_[0]->safe_psql('postgres', 'SELECT role FROM chronicle.status()') }; return $r // ''; }
-
-sub wait_for
-{
-	my ($cond) = @_;
-	my $deadline = time() + 40;
-	while (time() < $deadline)
-	{
-		return 1 if $cond->();
-		usleep(100_000);
-	}
-	return 0;
-}
 
 ok(wait_for(sub { grep { role($_) eq 'leader' } @nodes }), 'a leader is elected');
 $nodes[0]->safe_psql('postgres', 'CREATE TABLE w (ts bigint NOT NULL, id int) USING chronicle');
