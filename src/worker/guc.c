@@ -25,7 +25,7 @@ char	   *chronicle_initial_cluster = NULL;
 char	   *chronicle_cluster_secret = NULL;
 char	   *chronicle_cluster_name = NULL;
 int			chronicle_buffer_size = 1024 * 1024;
-int			chronicle_flush_interval = 2;
+int			chronicle_flush_interval = 0;
 int			chronicle_commit_wait = COMMIT_WAIT_APPLIED;
 int			chronicle_election_timeout = 1000;
 int			chronicle_heartbeat_interval = 100;
@@ -254,8 +254,8 @@ cluster_define_gucs(void)
 							PGC_POSTMASTER, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("chronicle_raft.flush_interval",
 							"Longest time queued events wait before they are proposed.",
-							NULL,
-							&chronicle_flush_interval, 2, 0, 10000,
+							"0 proposes as soon as the worker is free; events that arrive meanwhile form the next batch.",
+							&chronicle_flush_interval, 0, 0, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomEnumVariable("chronicle_raft.commit_wait",
 							 "What COMMIT waits for: applied on this node, committed by a quorum, or nothing.",

@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "access/relation.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
@@ -131,6 +132,12 @@ typedef struct WorkerState
 	raft_index	compacted;		/* log discarded up to here */
 	raft_index	compact_proposed;	/* a compaction entry is in flight up to here */
 	raft_index	compact_to;		/* applied compaction entry, to carry out */
+
+	/* hard state: term and vote are saved at once, a commit-only change lazily */
+	raft_hard_state saved_hs;
+	bool		hs_pending;
+	raft_hard_state pending_hs;
+	TimestampTz hs_saved_at;
 
 	/* read barriers in progress */
 	struct PendingRead
@@ -755,6 +762,21 @@ send_messages(const raft_message *msgs, size_t n)
 	}
 }
 
+/* Write what the connections have queued, as far as the sockets take it. */
+static void
+flush_outputs(void)
+{
+	int			i;
+
+	for (i = 0; i < ws.npeers; i++)
+	{
+		peer_conn  *c = ws.peers[i].conn;
+
+		if (c != NULL && conn_get_state(c) == CONN_ESTABLISHED && conn_wants_write(c))
+			conn_on_writable(c);
+	}
+}
+
 static void
 send_forward_result(uint64 origin, uint64 batch_id, codec_forward_outcome outcome)
 {
@@ -1345,7 +1367,9 @@ process_ready(void)
 		bool		must_persist;
 
 		raft_ready_get(ws.node, &rd);
+		/* out before our own fsync, so followers write in parallel */
 		send_messages(rd.messages, rd.num_messages);
+		flush_outputs();
 		if (rd.num_entries > 0)
 		{
 			if (rd.entries[0].index <= raftlog_last_index(ws.log) &&
@@ -1358,9 +1382,31 @@ process_ready(void)
 		}
 		if (rd.must_persist && raftlog_sync(ws.log) != RAFTLOG_OK)
 			log_fail("fsync");
-		if (rd.hard_state_changed && raftlog_save_hard_state(ws.log, &rd.hard_state) != RAFTLOG_OK)
-			log_fail("saving the hard state");
+		if (rd.hard_state_changed)
+		{
+			/*
+			 * Term and vote must be durable before any answer goes out; the
+			 * commit index need not be (after a crash it is found again, and
+			 * the stored one never goes backwards), so a change of commit
+			 * alone is saved at most every 100 ms instead of an fsync per
+			 * entry.
+			 */
+			if (rd.hard_state.term != ws.saved_hs.term || rd.hard_state.vote != ws.saved_hs.vote)
+			{
+				if (raftlog_save_hard_state(ws.log, &rd.hard_state) != RAFTLOG_OK)
+					log_fail("saving the hard state");
+				ws.saved_hs = rd.hard_state;
+				ws.hs_pending = false;
+				ws.hs_saved_at = GetCurrentTimestamp();
+			}
+			else
+			{
+				ws.pending_hs = rd.hard_state;
+				ws.hs_pending = true;
+			}
+		}
 		send_messages(rd.persist_messages, rd.num_persist_messages);
+		flush_outputs();
 
 		for (i = 0; i < rd.num_committed; i++)
 		{
@@ -1462,6 +1508,12 @@ carry_out_compaction(void)
 	if (raftlog_term(ws.log, upto, &meta.term) != RAFTLOG_OK)
 		return;
 	meta.conf = st.conf;
+
+	/*
+	 * Entries are applied with asynchronous commit (the log can replay
+	 * them); before the log forgets them, what they did must be on disk.
+	 */
+	XLogFlush(GetXLogInsertRecPtr());
 	rc = raft_snapshot_taken(ws.node, upto);
 	if (rc == RAFT_OK)
 		rc = raft_compact(ws.node, upto);
@@ -1542,6 +1594,26 @@ finish_reads(void)
 			ws.reads[i--] = ws.reads[--ws.nreads];
 		}
 	}
+}
+
+/* Save a commit-only hard state change that has waited long enough. */
+static void
+flush_hard_state(bool force)
+{
+	TimestampTz now;
+
+	if (!ws.hs_pending)
+		return;
+	now = GetCurrentTimestamp();
+	if (!force && now - ws.hs_saved_at < 100 * 1000)
+		return;
+	if (ws.pending_hs.commit > raftlog_synced_index(ws.log))
+		ws.pending_hs.commit = raftlog_synced_index(ws.log);
+	if (raftlog_save_hard_state(ws.log, &ws.pending_hs) != RAFTLOG_OK)
+		log_fail("saving the hard state");
+	ws.saved_hs = ws.pending_hs;
+	ws.hs_pending = false;
+	ws.hs_saved_at = now;
 }
 
 static void
@@ -1718,6 +1790,7 @@ worker_start_engine(void)
 	raftlog_entries_free(&storage);
 	ws.applied = restore.applied;
 	ws.compacted = restore.snapshot.index;
+	ws.saved_hs = restore.hard_state;
 	ereport(LOG,
 			(errmsg("chronicle_raft node %d started: %d members, log %llu..%llu",
 					chronicle_node_id, ws.nmembers,
@@ -1735,6 +1808,14 @@ chronicle_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(chronicle_database, NULL, 0);
+
+	/*
+	 * The Raft log is what makes applied entries durable: re-applying an
+	 * entry after a crash is idempotent (stream meta pages, raft_applied in
+	 * the same transaction as replicated DDL), so the apply transactions
+	 * need not wait for their own WAL flush.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* the extension must exist in the replicated database */
 	StartTransactionCommand();
@@ -1760,7 +1841,19 @@ chronicle_worker_main(Datum main_arg)
 		TimestampTz now;
 		MemoryContext old;
 
-		network_wait_and_serve(TICK_MS);
+		{
+			long		timeout = TICK_MS;
+
+
+			/* queued events must not wait for the next tick */
+			if (ws.oldest_queued != 0)
+			{
+				long		waited = (long) ((GetCurrentTimestamp() - ws.oldest_queued) / 1000);
+
+				timeout = Max(0, Min(timeout, chronicle_flush_interval - waited));
+			}
+			network_wait_and_serve(timeout);
+		}
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -1806,6 +1899,7 @@ chronicle_worker_main(Datum main_arg)
 			process_ready();
 		}
 		finish_reads();
+		flush_hard_state(false);
 		publish_status();
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(ws.cxt);
