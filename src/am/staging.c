@@ -178,11 +178,13 @@ staging_add_slot(Relation rel, TupleTableSlot *slot)
 	StagedRow  *row;
 
 	/*
-	 * The transaction needs an XID: without one, COMMIT writes no commit
-	 * record and does not flush WAL, so the stream's WAL records of this
-	 * batch would only reach disk asynchronously.
+	 * Applied locally, the transaction needs an XID: without one, COMMIT
+	 * writes no commit record and does not flush WAL, so the stream's WAL
+	 * records of this batch would only reach disk asynchronously.  On a
+	 * replicated server the Raft log makes the events durable instead.
 	 */
-	(void) GetTopTransactionId();
+	if (!cluster_enabled() || am_cluster_worker)
+		(void) GetTopTransactionId();
 
 	if (!encode_buf_ready)
 	{
