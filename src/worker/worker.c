@@ -116,6 +116,15 @@ typedef struct WorkerState
 	StringInfoData forwarded;
 	uint32		nforwarded;
 
+	/* this node's batches sent to a leader, not yet applied here */
+	struct Forwarded
+	{
+		int			slot;
+		uint64		batch_id;
+		raft_term	term;		/* the term they were sent in */
+	}			fwd[1024];
+	int			nfwd;
+
 	/* membership as replicated through the log (initial + chronicle.add_node) */
 	struct Desired
 	{
@@ -195,6 +204,7 @@ take(const char **p, const char *end, void *dst, Size n)
 }
 
 static void peer_add(uint64 id, const char *host, int port);
+static void forwarded_done(uint64 batch_id);
 static void peer_drop(uint64 id);
 
 static struct Desired *
@@ -705,9 +715,12 @@ apply_entry(const raft_entry *e)
 	CommitTransactionCommand();
 
 	for (b = 0; b < (uint32) ndone; b++)
+	{
+		forwarded_done(done[b].batch_id);
 		queue_set_state(done[b].slot, done[b].batch_id,
 						done[b].failed ? BATCH_FAILED : BATCH_APPLIED,
 						done[b].failed ? done[b].msg : NULL);
+	}
 }
 
 /* ---------------------------------------------------------------- network */
@@ -1212,6 +1225,7 @@ forward_result_received(const codec_forward_result *fr)
 {
 	if (fr->origin != (uint64) chronicle_node_id)
 		return;
+	forwarded_done(fr->batch_id);
 	/* slot is not carried back: find the waiting slot by batch id */
 	queue_set_state_by_batch(fr->batch_id,
 							 fr->outcome == CODEC_FORWARD_UNKNOWN ? BATCH_UNKNOWN : BATCH_FAILED,
@@ -1250,7 +1264,75 @@ forward_queued(uint64 leader)
 		if (conn_queue_codec_frame(peer->conn, &f) != CONN_OK)
 			queue_set_state(batches[i].slot, batches[i].batch_id, BATCH_FAILED,
 							"could not send it to the leader");
+		else if (ws.nfwd < (int) lengthof(ws.fwd))
+		{
+			raft_status st;
+
+			raft_get_status(ws.node, &st);
+			ws.fwd[ws.nfwd].slot = batches[i].slot;
+			ws.fwd[ws.nfwd].batch_id = batches[i].batch_id;
+			ws.fwd[ws.nfwd].term = st.term;
+			ws.nfwd++;
+		}
 	}
+}
+
+/* A forwarded batch was applied here (or its fate is known otherwise). */
+static void
+forwarded_done(uint64 batch_id)
+{
+	int			i;
+
+	for (i = 0; i < ws.nfwd; i++)
+		if (ws.fwd[i].batch_id == batch_id)
+		{
+			ws.fwd[i] = ws.fwd[--ws.nfwd];
+			return;
+		}
+}
+
+/*
+ * An entry of a later term than a forwarded batch was applied and the batch
+ * was not: the leader it was sent to lost leadership, and its entry (if it
+ * made one) is either committed before this one or never.  So it failed,
+ * provably, and its backend need not wait for a timeout.
+ */
+static void
+forwarded_fail_older(raft_term term)
+{
+	int			i;
+
+	for (i = 0; i < ws.nfwd; i++)
+	{
+		if (ws.fwd[i].term >= term)
+			continue;
+		queue_set_state(ws.fwd[i].slot, ws.fwd[i].batch_id, BATCH_FAILED,
+						"the leader changed before the events were committed");
+		ws.fwd[i--] = ws.fwd[--ws.nfwd];
+	}
+}
+
+/* No longer leader: batches forwarded to us will not be proposed by us. */
+static void
+refuse_forwarded(void)
+{
+	const char *p = ws.forwarded.data;
+	const char *end = p + ws.forwarded.len;
+
+	while (end - p >= 24)
+	{
+		uint64		origin;
+		uint64		batch_id;
+		uint32		len;
+
+		memcpy(&origin, p, 8);
+		memcpy(&batch_id, p + 12, 8);
+		memcpy(&len, p + 20, 4);
+		send_forward_result(origin, batch_id, CODEC_FORWARD_NOT_LEADER);
+		p += 24 + len;
+	}
+	resetStringInfo(&ws.forwarded);
+	ws.nforwarded = 0;
 }
 
 /* Leader: propose queued and forwarded batches as one entry. */
@@ -1277,6 +1359,8 @@ propose_queued(void)
 	raft_get_status(ws.node, &st);
 	if (st.role != RAFT_LEADER)
 	{
+		if (ws.nforwarded > 0)
+			refuse_forwarded();
 		if (st.leader != 0 && ws.npeers > 0)
 			forward_queued(st.leader);
 		return;
@@ -1414,6 +1498,8 @@ process_ready(void)
 
 			apply_entry(e);
 			ws.applied = e->index;
+			if (ws.nfwd > 0)
+				forwarded_fail_older(e->term);
 		}
 		if (rd.num_committed > 0)
 			forget_applied_proposals(ws.applied);

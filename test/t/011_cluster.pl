@@ -241,6 +241,22 @@ is($l->safe_psql('postgres', 'SELECT count(*) FROM ev WHERE ts = 50000'), '0',
 	'the write refused during the partition never appears');
 isnt((status($l))[0], 'leader', 'the healed old leader is a follower');
 
+# ---------------------------------------------- a commit forwarded to a leader that stops
+
+($l) = grep { (status($_))[0] eq 'leader' } @nodes;
+@followers = grep { $_ != $l } @nodes;
+my $stopped = $l->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'chronicle_raft'");
+kill 'STOP', $stopped;
+my $t_fwd = time();
+($rc, $out, $err) = $followers[0]->psql('postgres', 'INSERT INTO ev VALUES (60000, 6, 6, 6)');
+my $dt_fwd = time() - $t_fwd;
+isnt($rc, 0, 'a commit forwarded to a leader that stopped answering fails');
+like($err, qr/leader changed before the events were committed/, 'with a definite "not committed"');
+ok($dt_fwd < 10, sprintf('within %.1f s (after a new election, not a timeout)', $dt_fwd));
+kill 'CONT', $stopped;
+ok(wait_count('SELECT count(*) FROM ev WHERE ts = 60000', '0', @nodes), 'and it never appears');
+
 # ---------------------------------------------- leader SIGSTOP / SIGCONT
 
 ($l) = grep { (status($_))[0] eq 'leader' } @nodes;
