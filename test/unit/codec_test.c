@@ -27,6 +27,8 @@
 #include "chronicle.pb-c.h"
 #include "net/codec.h"
 
+#include "unit_test.h"
+
 #define DEFAULT_SEED	UINT64_C(0x5eed0c0dec2026)
 #define ROUNDTRIPS_PER_TYPE	400
 #define MUTATIONS		20000
@@ -36,76 +38,7 @@
  * Test bookkeeping
  *----------
  */
-static int	n_passed;
-static int	n_failed;
-static int	case_failures;		/* failed checks in the running case */
 
-#define CHECK(cond, ...) \
-	do { \
-		if (!(cond)) \
-			check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
-	} while (0)
-
-static void check_failed(const char *file, int line, const char *cond,
-						 const char *fmt,...);
-
-static void
-check_failed(const char *file, int line, const char *cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	/* the first few failures of a case tell the story; more are noise */
-	if (case_failures++ < 5)
-	{
-		fprintf(stderr, "%s:%d: check failed: %s: ", file, line, cond);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-}
-
-typedef void (*test_fn) (void);
-
-static void
-run_case(const char *name, test_fn fn)
-{
-	case_failures = 0;
-	fn();
-	if (case_failures == 0)
-	{
-		n_passed++;
-		printf("ok - %s\n", name);
-	}
-	else
-	{
-		n_failed++;
-		printf("FAILED - %s (%d failed checks)\n", name, case_failures);
-	}
-	fflush(stdout);
-}
-
-/*----------
- * Random numbers (xorshift64*)
- *----------
- */
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
-
-/* Uniform in [0, n); n > 0.  The modulo bias does not matter here. */
-static uint64_t
-rnd_below(uint64_t n)
-{
-	return rnd() % n;
-}
 
 /* Values of every varint length, not only huge ones. */
 static uint64_t
@@ -1527,6 +1460,5 @@ main(void)
 	for (i = 0; i < CORPUS_SIZE; i++)
 		codec_buf_free(corpus[i]);
 
-	printf("%d passed, %d failed\n", n_passed, n_failed);
-	return n_failed == 0 ? 0 : 1;
+	return unit_summary();
 }

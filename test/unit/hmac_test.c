@@ -18,57 +18,12 @@
 
 #include "net/hmac.h"
 
+#include "unit_test.h"
+
 /*----------
  * Test bookkeeping
  *----------
  */
-static int	n_passed;
-static int	n_failed;
-static int	case_failures;
-
-#define CHECK(cond, ...) \
-	do { \
-		if (!(cond)) \
-			check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
-	} while (0)
-
-static void check_failed(const char *file, int line, const char *cond,
-						 const char *fmt,...);
-
-static void
-check_failed(const char *file, int line, const char *cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	if (case_failures++ < 8)
-	{
-		fprintf(stderr, "%s:%d: check failed: %s: ", file, line, cond);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-}
-
-typedef void (*test_fn) (void);
-
-static void
-run_case(const char *name, test_fn fn)
-{
-	case_failures = 0;
-	fn();
-	if (case_failures == 0)
-	{
-		n_passed++;
-		printf("ok - %s\n", name);
-	}
-	else
-	{
-		n_failed++;
-		printf("FAILED - %s (%d failed checks)\n", name, case_failures);
-	}
-	fflush(stdout);
-}
 
 /* Lower-case hex of a digest, for comparing with the published values. */
 static void
@@ -415,6 +370,5 @@ main(void)
 	run_case("HMAC-SHA256: key length rules", test_hmac_key_lengths);
 	run_case("constant-time compare", test_ct_equal);
 
-	printf("%d passed, %d failed\n", n_passed, n_failed);
-	return n_failed == 0 ? 0 : 1;
+	return unit_summary();
 }

@@ -41,6 +41,8 @@
 #include "log/crc32c.h"
 #include "log/raftlog.h"
 
+#include "unit_test.h"
+
 #define DEFAULT_SEED	UINT64_C(0x10657a6e5eed)
 #define MODEL_MAX		20000
 #define CLUSTER			UINT64_C(0xC1A57E12)
@@ -50,16 +52,6 @@
  * Test bookkeeping
  *----------
  */
-static int	n_passed;
-static int	n_failed;
-static int	case_failures;
-
-#define CHECK(cond, ...) \
-	do { \
-		if (!(cond)) \
-			check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
-	} while (0)
-
 /* A raftlog call that must succeed. */
 #define CHECK_OK(call) \
 	do { \
@@ -69,64 +61,7 @@ static int	case_failures;
 						 raftlog_status_name(_rc)); \
 	} while (0)
 
-static void check_failed(const char *file, int line, const char *cond,
-						 const char *fmt,...);
 
-static void
-check_failed(const char *file, int line, const char *cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	if (case_failures++ < 8)
-	{
-		fprintf(stderr, "%s:%d: check failed: %s: ", file, line, cond);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-}
-
-typedef void (*test_fn) (void);
-
-static void
-run_case(const char *name, test_fn fn)
-{
-	case_failures = 0;
-	fn();
-	if (case_failures == 0)
-	{
-		n_passed++;
-		printf("ok - %s\n", name);
-	}
-	else
-	{
-		n_failed++;
-		printf("FAILED - %s (%d failed checks)\n", name, case_failures);
-	}
-	fflush(stdout);
-}
-
-/*----------
- * Random numbers (xorshift64*)
- *----------
- */
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
-
-static uint64_t
-rnd_below(uint64_t n)
-{
-	return rnd() % n;
-}
 
 /* A stateless hash for deterministic payloads (splitmix64 finaliser). */
 static uint64_t
@@ -1970,6 +1905,5 @@ main(void)
 	if (bench_env != NULL && *bench_env != '\0' && *bench_env != '0')
 		run_case("measurement", test_bench);
 
-	printf("%d passed, %d failed\n", n_passed, n_failed);
-	return n_failed == 0 ? 0 : 1;
+	return unit_summary();
 }

@@ -36,6 +36,8 @@
 #include "net/hmac.h"
 #include "net/transport.h"
 
+#include "unit_test.h"
+
 #define DEFAULT_SEED	UINT64_C(0x7a5eed2026c0ffee)
 #define CLUSTER			UINT64_C(0xC1A57E12)
 #define RANDOM_INPUTS	10000
@@ -48,55 +50,6 @@ static const uint8_t secret_b[32] = "0123456789abcdef0123456789abcdeX";
  * Test bookkeeping
  *----------
  */
-static int	n_passed;
-static int	n_failed;
-static int	case_failures;
-
-#define CHECK(cond, ...) \
-	do { \
-		if (!(cond)) \
-			check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
-	} while (0)
-
-static void check_failed(const char *file, int line, const char *cond,
-						 const char *fmt,...);
-
-static void
-check_failed(const char *file, int line, const char *cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	if (case_failures++ < 8)
-	{
-		fprintf(stderr, "%s:%d: check failed: %s: ", file, line, cond);
-		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
-		va_end(ap);
-		fputc('\n', stderr);
-	}
-}
-
-/*----------
- * Random numbers (xorshift64*)
- *----------
- */
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
-
-static uint64_t
-rnd_below(uint64_t n)
-{
-	return rnd() % n;
-}
-
 /* The transport's RNG callback: the same generator, so nonces reproduce. */
 static int
 test_rng(void *arg, uint8_t *buf, size_t len)
@@ -195,28 +148,19 @@ static const raft_allocator counting_allocator = {
 	count_alloc, count_realloc, count_free, NULL
 };
 
-typedef void (*test_fn) (void);
-
 static void
-run_case(const char *name, test_fn fn)
+reset_alloc_counts(void)
 {
-	case_failures = 0;
 	memset(&counts, 0, sizeof(counts));
-	fn();
+}
+
+/* every case must free everything it allocated */
+static void
+check_alloc_counts(void)
+{
 	CHECK(counts.live_blocks == 0 && counts.live_bytes == 0,
 		  "%ld blocks (%zu bytes) still allocated", counts.live_blocks,
 		  counts.live_bytes);
-	if (case_failures == 0)
-	{
-		n_passed++;
-		printf("ok - %s\n", name);
-	}
-	else
-	{
-		n_failed++;
-		printf("FAILED - %s (%d failed checks)\n", name, case_failures);
-	}
-	fflush(stdout);
 }
 
 /*----------
@@ -1917,6 +1861,8 @@ main(void)
 {
 	const char *seed_env = getenv("TRANSPORT_TEST_SEED");
 	uint64_t	seed = DEFAULT_SEED;
+	unit_before_case = reset_alloc_counts;
+	unit_after_case = check_alloc_counts;
 
 	if (seed_env != NULL && *seed_env != '\0')
 		seed = strtoull(seed_env, NULL, 0);
@@ -1947,6 +1893,5 @@ main(void)
 	run_case("reconnect backoff", test_backoff);
 	run_case("API edges", test_api_edges);
 
-	printf("%d passed, %d failed\n", n_passed, n_failed);
-	return n_failed == 0 ? 0 : 1;
+	return unit_summary();
 }
