@@ -362,8 +362,8 @@ guard_utility(Node *parsetree)
 }
 
 /*
- * On a replicated server, CREATE TABLE ... USING chronicle and DROP TABLE of
- * streams go through the Raft log: the statement text (with the session's
+ * On a replicated server, CREATE TABLE ... USING chronicle, DROP TABLE,
+ * RENAME, SET SCHEMA and ALTER TABLE of streams go through the Raft log: the statement text (with the session's
  * search_path) is proposed like a batch and the worker of every node runs
  * it, this one included, in log order with the inserts.  Such DDL is not
  * transactional across the cluster, so it must run outside a transaction
@@ -374,7 +374,8 @@ replicate_stream_ddl(PlannedStmt *pstmt, const char *queryString,
 					 ProcessUtilityContext context, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	bool		create = false;
+	CommandTag	tag = CMDTAG_DROP_TABLE;
+	const char *what = "DROP TABLE of a replicated stream";
 	char	   *ddl;
 	const char *search_path;
 	StringInfoData buf;
@@ -384,7 +385,31 @@ replicate_stream_ddl(PlannedStmt *pstmt, const char *queryString,
 	if (!cluster_enabled() || am_cluster_worker)
 		return false;
 	if (IsA(parsetree, CreateStmt) && create_stmt_makes_stream((CreateStmt *) parsetree))
-		create = true;
+	{
+		tag = CMDTAG_CREATE_TABLE;
+		what = "CREATE TABLE ... USING chronicle on a replicated server";
+	}
+	else if (IsA(parsetree, RenameStmt) && ((RenameStmt *) parsetree)->relation &&
+			 OidIsValid(rangevar_stream(((RenameStmt *) parsetree)->relation)))
+	{
+		/* streams are known by name on every node: rename them everywhere */
+		tag = CMDTAG_ALTER_TABLE;
+		what = "renaming a replicated stream";
+	}
+	else if (IsA(parsetree, AlterObjectSchemaStmt) &&
+			 ((AlterObjectSchemaStmt *) parsetree)->relation &&
+			 OidIsValid(rangevar_stream(((AlterObjectSchemaStmt *) parsetree)->relation)))
+	{
+		tag = CMDTAG_ALTER_TABLE;
+		what = "ALTER TABLE ... SET SCHEMA of a replicated stream";
+	}
+	else if (IsA(parsetree, AlterTableStmt) &&
+			 OidIsValid(rangevar_stream(((AlterTableStmt *) parsetree)->relation)))
+	{
+		/* defaults and constraints must be the same on every node */
+		tag = CMDTAG_ALTER_TABLE;
+		what = "ALTER TABLE of a replicated stream";
+	}
 	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
 	{
 		DropStmt   *stmt = (DropStmt *) parsetree;
@@ -428,9 +453,7 @@ replicate_stream_ddl(PlannedStmt *pstmt, const char *queryString,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("replicated streams live in database \"%s\"", chronicle_database),
 				 errhint("Connect to that database, or set chronicle_raft.database.")));
-	PreventInTransactionBlock(context == PROCESS_UTILITY_TOPLEVEL,
-							  create ? "CREATE TABLE ... USING chronicle on a replicated server" :
-							  "DROP TABLE of a replicated stream");
+	PreventInTransactionBlock(context == PROCESS_UTILITY_TOPLEVEL, what);
 
 	if (pstmt->stmt_location >= 0 && pstmt->stmt_len > 0)
 		ddl = pnstrdup(queryString + pstmt->stmt_location, pstmt->stmt_len);
@@ -451,7 +474,7 @@ replicate_stream_ddl(PlannedStmt *pstmt, const char *queryString,
 	queue_submit_and_wait(buf.data, buf.len);
 
 	if (qc)
-		SetQueryCompletion(qc, create ? CMDTAG_CREATE_TABLE : CMDTAG_DROP_TABLE, 0);
+		SetQueryCompletion(qc, tag, 0);
 	return true;
 }
 

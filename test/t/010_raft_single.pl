@@ -137,6 +137,17 @@ ok(wait_leader(), 'and leads again');
 $node->safe_psql('postgres', 'INSERT INTO r VALUES (100002, 5, 2, 100)');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM r'), '50023', 'inserts work after the worker restart');
 
+# renaming and altering a replicated stream go through the log too
+$node->safe_psql('postgres', 'ALTER TABLE r RENAME TO r_renamed');
+$node->safe_psql('postgres', 'ALTER TABLE r_renamed ALTER COLUMN v SET DEFAULT 5');
+$node->safe_psql('postgres', 'INSERT INTO r_renamed (ts, src, seq) VALUES (100004, 7, 1)');
+is($node->safe_psql('postgres', 'SELECT v FROM r_renamed WHERE src = 7'), '5',
+	'a renamed and altered replicated stream keeps taking events');
+($rc, $out, $err) = $node->psql('postgres', 'BEGIN; ALTER TABLE r_renamed RENAME TO r2; COMMIT;');
+like($err, qr/renaming a replicated stream cannot run inside a transaction block/,
+	'renaming a replicated stream refuses transaction blocks');
+$node->safe_psql('postgres', 'ALTER TABLE r_renamed RENAME TO r');
+
 # a stream the cluster does not know takes no events
 $node->safe_psql('postgres', 'CREATE TABLE lonely (ts bigint NOT NULL) USING chronicle');
 $node->safe_psql('postgres', "DELETE FROM chronicle.cluster_streams WHERE relid = 'lonely'::regclass");
