@@ -67,8 +67,9 @@ _PG_init(void)
 							chronicle_heartbeat_interval, chronicle_election_timeout),
 					 errhint("Lower the heartbeat interval or raise the election timeout.")));
 		cluster_register_worker();
+		/* the insert queue's shared memory only where there is a worker */
+		queue_shmem_request();
 	}
-	queue_shmem_request();
 	tabplus_register_rmgr();
 	staging_register_callbacks();
 	guard_install_hooks();
