@@ -272,7 +272,7 @@ oid_cmp_local(const void *a, const void *b)
 
 /* Sort a stream's staged events by (time, arrival) and apply them. */
 static void
-stage_apply(StreamStage *stage, Relation rel)
+stage_apply(StreamStage *stage, Relation rel, bool *locked)
 {
 	StagedRow  *rows = stage->rows + stage->apply_from;
 	int64		n = stage->nrows - stage->apply_from;
@@ -283,7 +283,7 @@ stage_apply(StreamStage *stage, Relation rel)
 			break;
 	if (i < n)
 		qsort(rows, n, sizeof(StagedRow), staged_row_cmp);
-	tabplus_apply_batch(rel, stage->layout, rows, n, 0);
+	tabplus_apply_batch(rel, stage->layout, rows, n, 0, locked);
 }
 
 /*
@@ -356,6 +356,7 @@ staging_apply_all(void)
 	long		n = hash_get_num_entries(stages);
 	Oid		   *relids = palloc(sizeof(Oid) * n);
 	Relation   *rels = palloc0(sizeof(Relation) * n);
+	bool	   *locked = palloc0(sizeof(bool) * n);
 	long		k = 0;
 	long		i;
 
@@ -372,27 +373,44 @@ staging_apply_all(void)
 
 	for (i = 0; i < k; i++)
 	{
+		TabPlusMeta meta;
+
 		/* a stream dropped later in this transaction has nothing to apply */
 		rels[i] = try_relation_open(relids[i], RowExclusiveLock);
-		if (rels[i] != NULL)
-			stream_lock(rels[i], true);
+		if (rels[i] == NULL)
+			continue;
+
+		/*
+		 * A single event into an existing tree needs no stream lock unless
+		 * it splits a page (tabplus_apply_batch then takes it): committing
+		 * single rows neither queue behind each other's lock nor wait for
+		 * scans.  Everything else is applied under the lock.
+		 */
+		stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
+		if (k == 1 && stage->nrows - stage->apply_from == 1 &&
+			tabplus_read_meta(rels[i], &meta))
+			continue;
+		stream_lock(rels[i], true);
+		locked[i] = true;
 	}
 	for (i = 0; i < k; i++)
 	{
 		if (rels[i] == NULL)
 			continue;
 		stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
-		stage_apply(stage, rels[i]);
+		stage_apply(stage, rels[i], &locked[i]);
 	}
 	for (i = 0; i < k; i++)
 	{
 		if (rels[i] == NULL)
 			continue;
-		stream_unlock(rels[i], true);
+		if (locked[i])
+			stream_unlock(rels[i], true);
 		relation_close(rels[i], NoLock);
 	}
 	pfree(relids);
 	pfree(rels);
+	pfree(locked);
 }
 
 static void

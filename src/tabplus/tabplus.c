@@ -400,6 +400,14 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
  * Apply a batch of events sorted by (time, arrival).  The caller holds the
  * stream lock in ExclusiveLock.
  *
+ * The caller normally holds the stream lock in ExclusiveLock
+ * (*stream_locked true).  A single event may come without it: one insert
+ * step is atomic for readers, whose page-at-a-time reads then see it or
+ * not.  A split or a new leaf is not (an aggregate descending through a
+ * parent read before the split would miss the moved events), so before a
+ * structural step the lock is taken here and *stream_locked set; the
+ * caller releases it.
+ *
  * A batch from the Raft log (log_index > 0) is applied exactly once: every
  * step records in the meta page, in the same WAL record, how many of the
  * entry's events are in, so after a crash the same entry (sorted the same
@@ -407,7 +415,8 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
  */
 void
 tabplus_apply_batch(Relation rel, const StreamLayout *layout,
-					StagedRow *rows, int64 nrows, uint64 log_index)
+					StagedRow *rows, int64 nrows, uint64 log_index,
+					bool *stream_locked)
 {
 	TreeCtx		ctx;
 	MemoryContext oldcxt;
@@ -454,6 +463,15 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 
 		if (tabplus_leaf_free(leaf) < rows[i].len + sizeof(uint16))
 		{
+			if (!*stream_locked)
+			{
+				/* never wait for a heavyweight lock holding buffer locks */
+				tabplus_wal_release(&ctx.wal);
+				MemoryContextReset(ctx.stepcxt);
+				LockPage(rel, TABPLUS_META_BLOCK, ExclusiveLock);
+				*stream_locked = true;
+				continue;
+			}
 			leaf_make_room(&ctx, &path, leaf, rows[i].ts);
 			step_finish(&ctx);
 			continue;

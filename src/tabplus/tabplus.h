@@ -143,7 +143,8 @@ typedef struct StagedRow
 } StagedRow;
 
 extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
-								StagedRow *rows, int64 nrows, uint64 log_index);
+								StagedRow *rows, int64 nrows, uint64 log_index,
+								bool *stream_locked);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
 extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
 									 const TabPlusMeta *meta, int64 ts);

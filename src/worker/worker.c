@@ -494,7 +494,11 @@ apply_streams(raft_index index, StreamRows *streams, int *nstreams)
 		rel = relation_open(relid, NoLock);
 		qsort(s->rows, s->nrows, sizeof(StagedRow), staged_row_cmp);
 		stream_lock(rel, true);
-		tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, index);
+		{
+			bool		locked = true;
+
+			tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, index, &locked);
+		}
 		stream_unlock(rel, true);
 		relation_close(rel, NoLock);
 	}
