@@ -29,8 +29,8 @@ OBJS = \
 	src/worker/guc.o \
 	src/worker/worker.o \
 	src/queue/queue.o \
-	src/log/raftlog.o \
-	src/log/crc32c.o \
+	src/raftlog/raftlog.o \
+	src/raftlog/crc32c.o \
 	src/net/codec.o \
 	src/net/hmac.o \
 	src/net/transport.o \

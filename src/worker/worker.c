@@ -5,7 +5,7 @@
  *
  * Started from shared_preload_libraries when chronicle_raft.initial_cluster
  * is set.  It connects to chronicle_raft.database, opens the durable Raft
- * log ($PGDATA/chronicle_raft, src/log/), restores the engine from it and
+ * log ($PGDATA/chronicle_raft, src/raftlog/), restores the engine from it and
  * runs one loop: wait for its latch (or a timeout of one tick), advance the
  * Raft clock, drain the insert queue into one proposal, and process the
  * engine's ready output in the order of the persistence contract in
@@ -58,7 +58,7 @@
 #include "utils/varlena.h"
 
 #include "am/stream.h"
-#include "log/raftlog.h"
+#include "raftlog/raftlog.h"
 #include "net/codec.h"
 #include "net/transport.h"
 #include "raft/raft.h"

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * raftlog_test.c
- *	  Unit tests of the durable Raft log store (src/log/raftlog.c):
+ *	  Unit tests of the durable Raft log store (src/raftlog/raftlog.c):
  *	  round trips across segments and reopen, hard-state persistence,
  *	  truncation, compaction and snapshot install, interrupted compaction,
  *	  torn tails cut at every byte, bit flips, corruption that must be an
@@ -38,8 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log/crc32c.h"
-#include "log/raftlog.h"
+#include "raftlog/crc32c.h"
+#include "raftlog/raftlog.h"
 
 #include "unit_test.h"
 

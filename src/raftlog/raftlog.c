@@ -79,7 +79,7 @@
  * that ends before the stored commit index is an error: the node must not
  * start on it.
  *
- * src/log/raftlog.c
+ * src/raftlog/raftlog.c
  *
  *-------------------------------------------------------------------------
  */
@@ -88,7 +88,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "log/raftlog.h"
+#include "raftlog/raftlog.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -102,7 +102,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "log/crc32c.h"
+#include "raftlog/crc32c.h"
 
 /*----------
  * On-disk format

@@ -33,9 +33,9 @@
  * re-reads what is really on disk.
  *
  * The file format and the durability rules are described in
- * src/log/raftlog.c and docs/raft-log.md.
+ * src/raftlog/raftlog.c and docs/raft-log.md.
  *
- * src/log/raftlog.h
+ * src/raftlog/raftlog.h
  *
  *-------------------------------------------------------------------------
  */

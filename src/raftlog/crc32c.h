@@ -9,7 +9,7 @@
  * same value in both, but the symbols are our own to avoid a clash when the
  * store is linked into the extension.
  *
- * src/log/crc32c.h
+ * src/raftlog/crc32c.h
  *
  *-------------------------------------------------------------------------
  */

@@ -14,11 +14,11 @@
  * background worker); two threads racing here would compute the same
  * values, but we do not rely on that.
  *
- * src/log/crc32c.c
+ * src/raftlog/crc32c.c
  *
  *-------------------------------------------------------------------------
  */
-#include "log/crc32c.h"
+#include "raftlog/crc32c.h"
 
 #include <stdbool.h>
 #include <string.h>
