@@ -250,39 +250,14 @@ staging_truncate(Oid relid)
 	stage->apply_from = stage->nrows;
 }
 
-static int
-staged_row_cmp(const void *a, const void *b)
-{
-	const StagedRow *ra = a;
-	const StagedRow *rb = b;
-
-	if (ra->ts != rb->ts)
-		return ra->ts < rb->ts ? -1 : 1;
-	return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
-}
-
-static int
-oid_cmp_local(const void *a, const void *b)
-{
-	Oid			x = *(const Oid *) a;
-	Oid			y = *(const Oid *) b;
-
-	return x < y ? -1 : (x > y ? 1 : 0);
-}
-
 /* Sort a stream's staged events by (time, arrival) and apply them. */
 static void
 stage_apply(StreamStage *stage, Relation rel, bool *locked)
 {
 	StagedRow  *rows = stage->rows + stage->apply_from;
 	int64		n = stage->nrows - stage->apply_from;
-	int64		i;
 
-	for (i = 1; i < n; i++)
-		if (rows[i].ts < rows[i - 1].ts)
-			break;
-	if (i < n)
-		qsort(rows, n, sizeof(StagedRow), staged_row_cmp);
+	tabplus_sort_batch(rows, n);
 	tabplus_apply_batch(rel, stage->layout, rows, n, 0, locked);
 }
 
@@ -366,7 +341,7 @@ staging_apply_all(void)
 			relids[k++] = stage->relid;
 	if (k == 0)
 		return;
-	qsort(relids, k, sizeof(Oid), oid_cmp_local);
+	qsort(relids, k, sizeof(Oid), oid_cmp);
 
 	if (IsolationIsSerializable())
 		PreCommit_CheckForSerializationFailure();

@@ -396,6 +396,33 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
 	propagate_split(ctx, path, 0, lsum, BufferGetBlockNumber(nbuf), new_low, rsum);
 }
 
+static int
+staged_row_cmp(const void *a, const void *b)
+{
+	const StagedRow *ra = a;
+	const StagedRow *rb = b;
+
+	if (ra->ts != rb->ts)
+		return ra->ts < rb->ts ? -1 : 1;
+	return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
+}
+
+/*
+ * Put a batch in apply order: event time, then arrival (seq).  In-order
+ * batches, the common case, are only checked.
+ */
+void
+tabplus_sort_batch(StagedRow *rows, int64 nrows)
+{
+	int64		i;
+
+	for (i = 1; i < nrows; i++)
+		if (staged_row_cmp(&rows[i - 1], &rows[i]) > 0)
+			break;
+	if (i < nrows)
+		qsort(rows, nrows, sizeof(StagedRow), staged_row_cmp);
+}
+
 /*
  * Apply a batch of events sorted by (time, arrival).  The caller holds the
  * stream lock in ExclusiveLock.

@@ -142,6 +142,7 @@ typedef struct StagedRow
 	uint32		seq;			/* arrival order, the tie-break */
 } StagedRow;
 
+extern void tabplus_sort_batch(StagedRow *rows, int64 nrows);
 extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows, uint64 log_index,
 								bool *stream_locked);

@@ -459,17 +459,6 @@ collect_batch(const char *p, const char *end, StreamRows **streams, int *nstream
 	}
 }
 
-static int
-staged_row_cmp(const void *a, const void *b)
-{
-	const StagedRow *ra = a;
-	const StagedRow *rb = b;
-
-	if (ra->ts != rb->ts)
-		return ra->ts < rb->ts ? -1 : 1;
-	return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
-}
-
 /* Apply the collected events of each stream, then forget them. */
 static void
 apply_streams(raft_index index, StreamRows *streams, int *nstreams)
@@ -492,7 +481,7 @@ apply_streams(raft_index index, StreamRows *streams, int *nstreams)
 			continue;
 		}
 		rel = relation_open(relid, NoLock);
-		qsort(s->rows, s->nrows, sizeof(StagedRow), staged_row_cmp);
+		tabplus_sort_batch(s->rows, s->nrows);
 		stream_lock(rel, true);
 		{
 			bool		locked = true;
