@@ -15,6 +15,8 @@ set -euo pipefail
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 SCRIPT_DIR=$(dirname "$SCRIPT_PATH")
 REPO_DIR=$(dirname "$SCRIPT_DIR")
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------- settings
 : "${ROWS:=2000000}"             # events per COPY run
@@ -638,24 +640,6 @@ fmt_list() { awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""
 # shellcheck disable=SC2086
 fmt_med() { awk -v v="$(median $1)" 'BEGIN { printf "%.1f", v }'; }
 fmt_list1() { awk '{ for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " " : ""), $i }' <<<"$1"; }
-pass() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
-
-format_table() {
-	printf '%s\n' "${TABLE[@]}" | awk -F'\t' '
-		{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } if (NF > nf) nf = NF }
-		END {
-			for (r = 1; r <= NR; r++) {
-				line = ""
-				for (i = 1; i <= nf; i++) {
-					c = cell[r, i]
-					if (i > 1 && i <= 4) line = line sprintf("%*s", w[i], c); else line = line sprintf("%-*s", w[i], c)
-					if (i < nf) line = line " | "
-				}
-				sub(/ +$/, "", line); print line
-				if (r == 1) { sep = ""; for (i = 1; i <= nf; i++) { sep = sep sprintf("%*s", w[i], ""); if (i < nf) sep = sep "-+-" } gsub(/ /, "-", sep); print sep }
-			}
-		}'
-}
 
 build_table() {
 	local c ratio p s tgt label

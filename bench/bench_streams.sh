@@ -14,6 +14,8 @@ set -euo pipefail
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 SCRIPT_DIR=$(dirname "$SCRIPT_PATH")
 REPO_DIR=$(dirname "$SCRIPT_DIR")
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------- settings
 # Every knob is an environment variable so runs are reproducible from the
@@ -486,25 +488,6 @@ fmt_int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 fmt_ms() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.3f", v; else printf "%.1f", v }'; }
 fmt_x() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.2fx", v; else printf "%.0fx", v }'; }
 # pass '<awk condition>': PASS or MISS (the condition is code, not data)
-pass() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
-
-format_table() {
-	printf '%s\n' "${TABLE[@]}" | awk -F'\t' '
-		{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } if (NF > nf) nf = NF }
-		END {
-			for (r = 1; r <= NR; r++) {
-				line = ""
-				for (i = 1; i <= nf; i++) {
-					c = cell[r, i]
-					# numbers right-aligned, text left-aligned
-					if (i > 1 && i <= 4) line = line sprintf("%*s", w[i], c); else line = line sprintf("%-*s", w[i], c)
-					if (i < nf) line = line " | "
-				}
-				sub(/ +$/, "", line); print line
-				if (r == 1) { sep = ""; for (i = 1; i <= nf; i++) { sep = sep sprintf("%*s", w[i], ""); if (i < nf) sep = sep "-+-" } gsub(/ /, "-", sep); print sep }
-			}
-		}'
-}
 
 build_table() {
 	local r h s ratio key range label target res stream_ok
