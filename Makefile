@@ -27,6 +27,7 @@ OBJS = \
 	src/sql/insert_json.o \
 	src/sql/status.o \
 	src/worker/guc.o \
+	src/worker/snapshot.o \
 	src/worker/worker.o \
 	src/queue/queue.o \
 	src/raftlog/raftlog.o \

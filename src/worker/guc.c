@@ -284,7 +284,7 @@ cluster_define_gucs(void)
 							 PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("chronicle_raft.max_log_size",
 							"Raft log size above which applied entries are compacted away.",
-							"Entries every member has are discarded; a member that is down keeps them.",
+							"Compaction starts at half of it; a member that falls behind catches up by snapshot.",
 							&chronicle_max_log_size, 256 * 1024, 1024, INT_MAX / 1024,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomBoolVariable("chronicle_raft.debug_isolate",

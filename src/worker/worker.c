@@ -26,6 +26,13 @@
  * per stream uint16 name length, the qualified name, uint32 event count,
  * then per event uint16 length and the encoded event (rowcodec.c).
  *
+ * Snapshots (snapshot.c): when the engine must send a follower entries that
+ * were compacted away, the worker writes a snapshot file at its applied
+ * index, a slice per loop iteration; committed entries wait in the Raft log
+ * meanwhile (ws.apply_target above ws.applied) and are applied from it
+ * afterwards, always in log order.  A received snapshot is staged, recorded
+ * in the Raft log and then installed in one transaction.
+ *
  * A worker that exits or errors out marks every waiting batch failed or
  * unknown (queue.c) so no backend waits forever; the postmaster restarts it.
  *
@@ -64,11 +71,13 @@
 #include "raft/raft.h"
 #include "tabplus/tabplus.h"
 #include "worker/cluster.h"
+#include "worker/snapshot.h"
 
 #define ENTRY_MAGIC		0x31455243	/* "CRE1" */
 #define ENTRY_BATCHES	1
 #define ENTRY_COMPACT	2
 #define TICK_MS			10
+#define SNAPSHOT_CHUNK_BYTES (4 * 1024 * 1024)
 
 PGDLLEXPORT void chronicle_worker_main(Datum main_arg);
 
@@ -142,6 +151,17 @@ typedef struct WorkerState
 	raft_index	compact_proposed;	/* a compaction entry is in flight up to here */
 	raft_index	compact_to;		/* applied compaction entry, to carry out */
 
+	/*
+	 * Snapshots.  Committed entries up to apply_target were handed out by the
+	 * engine; those above ws.applied wait in the log while a snapshot is
+	 * being written (the streams must not change) and are applied from the
+	 * log afterwards.
+	 */
+	raft_index	apply_target;
+	SnapshotWriter *writer;		/* a snapshot being written, or NULL */
+	bool		snapshot_wanted;	/* the engine asked for one we lack */
+	raft_index	snapshot_ready; /* index of our complete snapshot file */
+
 	/* hard state: term and vote are saved at once, a commit-only change lazily */
 	raft_hard_state saved_hs;
 	bool		hs_pending;
@@ -206,6 +226,7 @@ take(const char **p, const char *end, void *dst, Size n)
 static void peer_add(uint64 id, const char *host, int port);
 static void forwarded_done(uint64 batch_id);
 static void peer_drop(uint64 id);
+static void load_membership(void);
 
 static struct Desired *
 desired_find(uint64 id)
@@ -1432,6 +1453,148 @@ log_fail(const char *what)
 			 errmsg("chronicle_raft log: %s failed: %s", what, raftlog_errmsg(ws.log))));
 }
 
+/* Apply one committed entry and settle what waited for it. */
+static void
+apply_committed(const raft_entry *e)
+{
+	apply_entry(e);
+	ws.applied = e->index;
+	if (ws.nfwd > 0)
+		forwarded_fail_older(e->term);
+	forget_applied_proposals(ws.applied);
+}
+
+/*
+ * Apply committed entries that waited in the log (while a snapshot was
+ * being written), for at most 50 ms per call so the loop stays responsive.
+ */
+static void
+apply_from_log(void)
+{
+	TimestampTz deadline;
+
+	if (ws.writer != NULL || ws.applied >= ws.apply_target)
+		return;
+	deadline = GetCurrentTimestamp() + 50 * 1000;
+	while (ws.applied < ws.apply_target && GetCurrentTimestamp() < deadline)
+	{
+		raftlog_entries batch;
+		raft_index	hi = Min(ws.apply_target, ws.applied + 16);
+		size_t		i;
+
+		memset(&batch, 0, sizeof(batch));
+		if (raftlog_read(ws.log, ws.applied + 1, hi, &batch) != RAFTLOG_OK)
+			log_fail("reading committed entries");
+		for (i = 0; i < batch.count; i++)
+			apply_committed(&batch.entries[i]);
+		raftlog_entries_free(&batch);
+	}
+}
+
+/*
+ * Replace this node's state by the snapshot the leader sent (staged and
+ * durable by now).  The log records the snapshot first, then the streams
+ * are replaced; a crash in between is finished at start (see
+ * worker_start_engine).
+ */
+static void
+install_received_snapshot(const raft_snapshot_meta *meta)
+{
+	SnapshotInstallResult res;
+	TimestampTz start = GetCurrentTimestamp();
+	int			i;
+
+	if (ws.writer != NULL)
+	{
+		snapshot_write_abort(ws.writer);
+		ws.writer = NULL;
+	}
+	if (!snapshot_exists(meta->index))
+		elog(ERROR, "the snapshot at index %llu to install was not received",
+			 (unsigned long long) meta->index);
+	if (raftlog_install_snapshot(ws.log, meta) != RAFTLOG_OK)
+		log_fail("recording a received snapshot");
+	snapshot_install(ws.cluster_id, meta->index, &res);
+	ws.applied = ws.apply_target = meta->index;
+	ws.compacted = meta->index;
+	ws.log_bytes = 0;
+	ws.snapshot_ready = meta->index;
+	snapshot_remove_others(meta->index);
+	load_membership();
+
+	/* this node's batches may or may not be inside the snapshot */
+	for (i = 0; i < ws.nfwd; i++)
+		queue_set_state(ws.fwd[i].slot, ws.fwd[i].batch_id, BATCH_UNKNOWN,
+						"a snapshot from the leader replaced this node's state before the events were seen applied");
+	ws.nfwd = 0;
+	forget_applied_proposals(ws.applied);
+	ereport(LOG,
+			(errmsg("chronicle_raft: installed snapshot at index %llu: %d streams, %llu bytes in %ld ms",
+					(unsigned long long) meta->index, res.nstreams,
+					(unsigned long long) res.bytes,
+					(long) ((GetCurrentTimestamp() - start) / 1000))));
+}
+
+/*
+ * The engine asks for snapshot bytes to send.  Served from our complete
+ * snapshot file; if we have none at that index, one is written at the
+ * applied index (drive_snapshot_writer) and the engine retries with it.
+ */
+static int
+engine_snapshot_read(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
+					 size_t cap, size_t *len, bool *done)
+{
+	if (index != 0 && index == ws.snapshot_ready &&
+		snapshot_read(index, offset, (char *) buf, cap, len, done))
+		return RAFT_OK;
+	ws.snapshot_wanted = true;
+	return RAFT_ERR_BUSY;
+}
+
+/*
+ * Write a wanted snapshot a slice per loop iteration.  Applying waits
+ * meanwhile (entries stay in the log), so the file is the state at one
+ * index while heartbeats and replication go on.
+ */
+static void
+drive_snapshot_writer(void)
+{
+	if (ws.writer == NULL)
+	{
+		raft_status st;
+		raft_term	term;
+
+		if (!ws.snapshot_wanted)
+			return;
+		ws.snapshot_wanted = false;
+		raft_get_status(ws.node, &st);
+		if (ws.applied == 0 || ws.applied > st.stable ||
+			(ws.applied == ws.snapshot_ready && st.snapshot_index == ws.snapshot_ready) ||
+			raftlog_term(ws.log, ws.applied, &term) != RAFTLOG_OK)
+			return;
+		ws.writer = snapshot_write_begin(ws.cluster_id, ws.applied, term);
+	}
+	if (snapshot_write_step(ws.writer, 20))
+	{
+		raft_index	index = snapshot_writer_index(ws.writer);
+		int			nstreams;
+		uint64		bytes;
+		long		ms;
+		int			rc;
+
+		snapshot_writer_report(ws.writer, &nstreams, &bytes, &ms);
+		snapshot_write_abort(ws.writer);	/* frees it; the file stays */
+		ws.writer = NULL;
+		ws.snapshot_ready = index;
+		snapshot_remove_others(index);
+		rc = raft_snapshot_taken(ws.node, index);
+		ereport(LOG,
+				(errmsg("chronicle_raft: snapshot at index %llu written: %d streams, %llu bytes in %ld ms%s",
+						(unsigned long long) index, nstreams, (unsigned long long) bytes, ms,
+						rc == RAFT_OK ? "" : " (not usable: the engine refused it)")));
+	}
+}
+
 static void
 process_ready(void)
 {
@@ -1444,6 +1607,15 @@ process_ready(void)
 		bool		must_persist;
 
 		raft_ready_get(ws.node, &rd);
+		for (i = 0; i < rd.num_snapshot_chunks; i++)
+		{
+			const raft_snapshot_chunk *c = &rd.snapshot_chunks[i];
+
+			snapshot_stage_chunk(c->meta.index, c->offset, (const char *) c->data,
+								 c->len, c->done);
+		}
+		if (rd.snapshot != NULL)
+			install_received_snapshot(rd.snapshot);
 		/* out before our own fsync, so followers write in parallel */
 		send_messages(rd.messages, rd.num_messages);
 		flush_outputs();
@@ -1489,13 +1661,11 @@ process_ready(void)
 		{
 			const raft_entry *e = &rd.committed[i];
 
-			apply_entry(e);
-			ws.applied = e->index;
-			if (ws.nfwd > 0)
-				forwarded_fail_older(e->term);
+			/* in log order: none may overtake entries waiting in the log */
+			if (ws.writer == NULL && ws.apply_target <= ws.applied)
+				apply_committed(e);
+			ws.apply_target = Max(ws.apply_target, e->index);
 		}
-		if (rd.num_committed > 0)
-			forget_applied_proposals(ws.applied);
 		for (i = 0; i < rd.num_read_states; i++)
 			read_state_received(&rd.read_states[i]);
 		for (i = 0; i < rd.num_outcomes; i++)
@@ -1521,11 +1691,11 @@ process_ready(void)
 
 /*
  * Leader: when the log outgrows half of max_log_size, propose discarding
- * the entries every member already holds durably (the minimum match index,
- * capped at what is applied here).  Every node compacts when it applies
- * that entry, so no member ever needs a discarded entry: a member that is
- * down holds the compaction back until it returns.  (Snapshots for members
- * that fall further behind come with membership changes.)
+ * applied entries.  Every node compacts when it applies that entry.  Below
+ * the full max_log_size the entries that connected members still lack are
+ * kept (they catch up from the log, which is cheaper); members that are
+ * away do not hold the log back, and beyond max_log_size nobody does: a
+ * member that needs a discarded entry gets a snapshot instead.
  */
 static void
 maybe_propose_compaction(void)
@@ -1549,13 +1719,18 @@ maybe_propose_compaction(void)
 		ws.compact_proposed > ws.compacted)
 		return;
 	upto = Min(ws.applied, st.stable);
-	for (i = 0; i < ws.npeers; i++)
+	if (ws.log_bytes < (uint64) chronicle_max_log_size * 1024)
 	{
-		raft_index	match;
+		for (i = 0; i < ws.npeers; i++)
+		{
+			struct Peer *peer = &ws.peers[i];
+			raft_index	match;
 
-		if (!raft_get_match(ws.node, ws.peers[i].member.id, &match))
-			return;
-		upto = Min(upto, match);
+			if (peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED)
+				continue;
+			if (raft_get_match(ws.node, peer->member.id, &match))
+				upto = Min(upto, match);
+		}
 	}
 	if (upto <= ws.compacted)
 		return;
@@ -1784,6 +1959,38 @@ load_cluster_members(void)
 	CommitTransactionCommand();
 }
 
+/* The replicated membership: the initial members plus what the log changed. */
+static void
+load_membership(void)
+{
+	int			i;
+
+	ws.ndesired = 0;
+	for (i = 0; i < ws.nmembers; i++)
+	{
+		ws.desired[ws.ndesired].id = ws.members[i].id;
+		strlcpy(ws.desired[ws.ndesired].host, ws.members[i].host, sizeof(ws.desired[0].host));
+		ws.desired[ws.ndesired].port = ws.members[i].port;
+		ws.desired[ws.ndesired].removed = false;
+		ws.ndesired++;
+	}
+	load_cluster_members();
+	/* once the network runs, keep the peers in step */
+	if (ws.forwarded.data == NULL)
+		return;
+	for (i = 0; i < ws.ndesired; i++)
+	{
+		struct Desired *d = &ws.desired[i];
+
+		if (d->id == (uint64) chronicle_node_id)
+			continue;
+		if (!d->removed)
+			peer_add(d->id, d->host, d->port);
+		else
+			peer_drop(d->id);
+	}
+}
+
 static void
 worker_start_engine(void)
 {
@@ -1796,6 +2003,7 @@ worker_start_engine(void)
 	char	   *parse_error = NULL;
 	int			rc;
 	int			i;
+	raft_index	applied;
 
 	ws.nmembers = cluster_parse_members(chronicle_initial_cluster, ws.members,
 										CLUSTER_MAX_MEMBERS, &parse_error);
@@ -1828,16 +2036,37 @@ worker_start_engine(void)
 
 	if (raftlog_load(ws.log, &restore, &storage) != RAFTLOG_OK)
 		log_fail("loading");
-	/* membership: the initial members, then what the log added or removed */
-	for (i = 0; i < ws.nmembers; i++)
+	/* entries up to the applied index need not be delivered again */
+	applied = get_applied_index();
+	if (restore.snapshot.index > applied)
 	{
-		ws.desired[ws.ndesired].id = ws.members[i].id;
-		strlcpy(ws.desired[ws.ndesired].host, ws.members[i].host, sizeof(ws.desired[0].host));
-		ws.desired[ws.ndesired].port = ws.members[i].port;
-		ws.desired[ws.ndesired].removed = false;
-		ws.ndesired++;
+		/*
+		 * The log records a received snapshot the streams do not have yet: a
+		 * crash interrupted its install.  Finish it from the staged file.
+		 */
+		SnapshotInstallResult res;
+
+		if (!snapshot_exists(restore.snapshot.index))
+			ereport(FATAL,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the chronicle_raft log starts after index %llu but the streams are at %llu and the snapshot file is missing",
+							(unsigned long long) restore.snapshot.index, (unsigned long long) applied),
+					 errhint("Remove this node with chronicle.remove_node() and add it again with a new node id and an empty data directory.")));
+		snapshot_install(ws.cluster_id, restore.snapshot.index, &res);
+		ereport(LOG,
+				(errmsg("chronicle_raft: installed snapshot at index %llu: %d streams, %llu bytes (interrupted install finished)",
+						(unsigned long long) restore.snapshot.index, res.nstreams,
+						(unsigned long long) res.bytes)));
+		applied = restore.snapshot.index;
 	}
-	load_cluster_members();
+	if (applied > restore.applied && applied <= restore.hard_state.commit)
+		restore.applied = applied;
+	if (restore.snapshot.index > 0 && snapshot_exists(restore.snapshot.index))
+		ws.snapshot_ready = restore.snapshot.index;
+	snapshot_remove_others(ws.snapshot_ready);
+
+	/* membership: the initial members, then what the log added or removed */
+	load_membership();
 
 	if (chronicle_initial_cluster_state == 0 &&
 		(recovery.created || (restore.snapshot.index == 0 && restore.snapshot.conf.num_voters == 0)))
@@ -1848,26 +2077,20 @@ worker_start_engine(void)
 			restore.snapshot.conf.voters[i] = ws.members[i].id;
 	}
 
-	/* entries up to the applied index need not be delivered again */
-	{
-		raft_index	applied = get_applied_index();
-
-		if (applied > restore.applied && applied <= restore.hard_state.commit)
-			restore.applied = applied;
-	}
-
 	raft_config_init(&cfg);
 	cfg.id = (raft_node_id) chronicle_node_id;
 	cfg.cluster_id = ws.cluster_id;
 	cfg.seed = (uint64) chronicle_node_id * UINT64CONST(0x9E3779B97F4A7C15) ^ (uint64) GetCurrentTimestamp();
 	cfg.election_ticks = Max(2, chronicle_election_timeout / TICK_MS);
 	cfg.heartbeat_ticks = Max(1, chronicle_heartbeat_interval / TICK_MS);
+	cfg.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+	cfg.snapshot_read = engine_snapshot_read;
 	rc = raft_node_create(&cfg, &restore, &ws.node);
 	if (rc != RAFT_OK)
 		ereport(FATAL,
 				(errmsg("could not start the Raft engine (error %d)", rc)));
 	raftlog_entries_free(&storage);
-	ws.applied = restore.applied;
+	ws.applied = ws.apply_target = restore.applied;
 	ws.compacted = restore.snapshot.index;
 	ws.saved_hs = restore.hard_state;
 	ereport(LOG,
@@ -1943,6 +2166,9 @@ chronicle_worker_main(Datum main_arg)
 		old = MemoryContextSwitchTo(ws.cxt);
 		process_ready();
 		now = GetCurrentTimestamp();
+		/* a stall of this process (a long apply) is not time without a leader */
+		if (now - last_tick > 5 * TICK_MS * 1000)
+			last_tick = now - TICK_MS * 1000;
 		while (now - last_tick >= TICK_MS * 1000)
 		{
 			raft_tick(ws.node);
@@ -1968,6 +2194,8 @@ chronicle_worker_main(Datum main_arg)
 				}
 			}
 		}
+		drive_snapshot_writer();
+		apply_from_log();
 		start_reads();
 		reconcile_membership();
 		maybe_propose_compaction();
