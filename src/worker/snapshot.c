@@ -536,15 +536,17 @@ snapshot_exists(uint64 index)
 }
 
 void
-snapshot_remove_others(uint64 keep)
+snapshot_remove_others(uint64 keep, uint64 keep_also)
 {
 	char		dir[MAXPGPATH];
 	char		keepname[64];
+	char		keepname2[64];
 	DIR		   *d;
 	struct dirent *de;
 
 	snapshot_dir(dir, sizeof(dir));
 	snprintf(keepname, sizeof(keepname), "snapshot-%016llX", (unsigned long long) keep);
+	snprintf(keepname2, sizeof(keepname2), "snapshot-%016llX", (unsigned long long) keep_also);
 	d = AllocateDir(dir);
 	if (d == NULL)
 		return;
@@ -552,11 +554,12 @@ snapshot_remove_others(uint64 keep)
 	{
 		char		path[MAXPGPATH];
 
-		/* a transfer may be under way unless this is the start */
+		/* a transfer to us may be under way unless nothing is kept */
 		if (strncmp(de->d_name, "snapshot-", 9) != 0 &&
 			(keep != 0 || strcmp(de->d_name, "receiving.tmp") != 0))
 			continue;
-		if (keep != 0 && strcmp(de->d_name, keepname) == 0)
+		if ((keep != 0 && strcmp(de->d_name, keepname) == 0) ||
+			(keep_also != 0 && strcmp(de->d_name, keepname2) == 0))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		if (unlink(path) != 0 && errno != ENOENT)
@@ -565,7 +568,7 @@ snapshot_remove_others(uint64 keep)
 					 errmsg("could not remove snapshot file \"%s\": %m", path)));
 	}
 	FreeDir(d);
-	if (read_fd >= 0 && read_fd_index != keep)
+	if (read_fd >= 0 && read_fd_index != keep && read_fd_index != keep_also)
 	{
 		close(read_fd);
 		read_fd = -1;

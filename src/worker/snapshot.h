@@ -61,7 +61,10 @@ extern bool snapshot_exists(uint64 index);
 extern void snapshot_install(uint64 cluster_id, uint64 index,
 							 SnapshotInstallResult *result);
 
-/* Delete snapshot files other than keep (0: all) and staging leftovers. */
-extern void snapshot_remove_others(uint64 keep);
+/*
+ * Delete snapshot files other than keep and keep_also (0: none), and with
+ * keep = 0 also a partly received one.
+ */
+extern void snapshot_remove_others(uint64 keep, uint64 keep_also);
 
 #endif							/* CHRONICLE_SNAPSHOT_H */

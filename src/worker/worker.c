@@ -163,6 +163,7 @@ typedef struct WorkerState
 	raft_index	snapshot_ready; /* index of our complete snapshot file */
 
 	/* hard state: term and vote are saved at once, a commit-only change lazily */
+	TimestampTz applied_saved_at;	/* last write of chronicle.raft_applied */
 	raft_hard_state saved_hs;
 	bool		hs_pending;
 	raft_hard_state pending_hs;
@@ -227,6 +228,7 @@ static void peer_add(uint64 id, const char *host, int port);
 static void forwarded_done(uint64 batch_id);
 static void peer_drop(uint64 id);
 static void load_membership(void);
+static struct Peer *peer_by_id(uint64 id);
 
 static struct Desired *
 desired_find(uint64 id)
@@ -327,8 +329,7 @@ apply_membership(const char *cmd, char *errbuf, Size errlen)
 				 "INSERT INTO chronicle.cluster_members VALUES (%ld, '%s:%d', true) "
 				 "ON CONFLICT (node_id) DO UPDATE SET removed = true",
 				 id, d->host, d->port);
-		if (d->id != (uint64) chronicle_node_id)
-			peer_drop(d->id);
+		/* its connection goes once the change commits: prune_removed_peers */
 	}
 	else if (strcmp(verb, "transfer") == 0)
 	{
@@ -353,6 +354,29 @@ apply_membership(const char *cmd, char *errbuf, Size errlen)
 	PopActiveSnapshot();
 	SPI_finish();
 	return true;
+}
+
+/*
+ * A removed member keeps its connection until the configuration without it
+ * is in effect here: until then its vote or acknowledgement may be what
+ * commits the removal itself (with another member down, say).
+ */
+static void
+prune_removed_peers(void)
+{
+	raft_status st;
+	int			i;
+
+	raft_get_status(ws.node, &st);
+	for (i = 0; i < ws.ndesired; i++)
+	{
+		struct Desired *d = &ws.desired[i];
+
+		if (d->removed && d->id != (uint64) chronicle_node_id &&
+			peer_by_id(d->id) != NULL &&
+			!raft_conf_is_voter(&st.conf, d->id) && !raft_conf_is_learner(&st.conf, d->id))
+			peer_drop(d->id);
+	}
 }
 
 /*
@@ -641,6 +665,7 @@ apply_entry(const raft_entry *e)
 	uint32		count;
 	uint32		b;
 	uint32		seq = 0;
+	bool		had_ddl = false;
 	StreamRows *streams = palloc(sizeof(StreamRows));
 	int			nstreams = 0;
 	int			ndone = 0;
@@ -701,6 +726,7 @@ apply_entry(const raft_entry *e)
 		{
 			char		errbuf[128];
 
+			had_ddl = true;
 			apply_streams(e->index, streams, &nstreams);
 			PopActiveSnapshot();
 			CommandCounterIncrement();
@@ -724,7 +750,19 @@ apply_entry(const raft_entry *e)
 			ndone++;
 	}
 	apply_streams(e->index, streams, &nstreams);
-	set_applied_index(e->index);
+
+	/*
+	 * Events carry their entry's index in each stream's meta page, so
+	 * re-delivering an entry after a restart applies none of them twice;
+	 * raft_applied only saves re-delivery, and is written at most every
+	 * 100 ms instead of an UPDATE per entry.  DDL is not idempotent: an
+	 * entry with DDL records its index in its own transaction.
+	 */
+	if (had_ddl || GetCurrentTimestamp() - ws.applied_saved_at >= 100 * 1000)
+	{
+		set_applied_index(e->index);
+		ws.applied_saved_at = GetCurrentTimestamp();
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
@@ -1518,8 +1556,9 @@ install_received_snapshot(const raft_snapshot_meta *meta)
 	ws.applied = ws.apply_target = meta->index;
 	ws.compacted = meta->index;
 	ws.log_bytes = 0;
-	ws.snapshot_ready = meta->index;
-	snapshot_remove_others(meta->index);
+	/* installed and flushed: the file is not needed any more */
+	ws.snapshot_ready = 0;
+	snapshot_remove_others(0, 0);
 	load_membership();
 
 	/* this node's batches may or may not be inside the snapshot */
@@ -1544,10 +1583,15 @@ static int
 engine_snapshot_read(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
 					 size_t cap, size_t *len, bool *done)
 {
-	if (index != 0 && index == ws.snapshot_ready &&
-		snapshot_read(index, offset, (char *) buf, cap, len, done))
+	raft_status st;
+
+	/* a transfer in progress goes on from its file, even an older one */
+	if (index != 0 && snapshot_read(index, offset, (char *) buf, cap, len, done))
 		return RAFT_OK;
-	ws.snapshot_wanted = true;
+	/* a stale index: the engine switches to its current snapshot itself */
+	raft_get_status(ws.node, &st);
+	if (st.snapshot_index != ws.snapshot_ready)
+		ws.snapshot_wanted = true;
 	return RAFT_ERR_BUSY;
 }
 
@@ -1568,8 +1612,9 @@ drive_snapshot_writer(void)
 			return;
 		ws.snapshot_wanted = false;
 		raft_get_status(ws.node, &st);
+		/* our file is the engine's snapshot: nothing newer is needed */
 		if (ws.applied == 0 || ws.applied > st.stable ||
-			(ws.applied == ws.snapshot_ready && st.snapshot_index == ws.snapshot_ready) ||
+			st.snapshot_index == ws.snapshot_ready ||
 			raftlog_term(ws.log, ws.applied, &term) != RAFTLOG_OK)
 			return;
 		ws.writer = snapshot_write_begin(ws.cluster_id, ws.applied, term);
@@ -1585,8 +1630,9 @@ drive_snapshot_writer(void)
 		snapshot_writer_report(ws.writer, &nstreams, &bytes, &ms);
 		snapshot_write_abort(ws.writer);	/* frees it; the file stays */
 		ws.writer = NULL;
+		/* the previous file may still be on its way to a follower */
+		snapshot_remove_others(index, ws.snapshot_ready);
 		ws.snapshot_ready = index;
-		snapshot_remove_others(index);
 		rc = raft_snapshot_taken(ws.node, index);
 		ereport(LOG,
 				(errmsg("chronicle_raft: snapshot at index %llu written: %d streams, %llu bytes in %ld ms%s",
@@ -1986,8 +2032,6 @@ load_membership(void)
 			continue;
 		if (!d->removed)
 			peer_add(d->id, d->host, d->port);
-		else
-			peer_drop(d->id);
 	}
 }
 
@@ -2063,7 +2107,7 @@ worker_start_engine(void)
 		restore.applied = applied;
 	if (restore.snapshot.index > 0 && snapshot_exists(restore.snapshot.index))
 		ws.snapshot_ready = restore.snapshot.index;
-	snapshot_remove_others(ws.snapshot_ready);
+	snapshot_remove_others(ws.snapshot_ready, 0);
 
 	/* membership: the initial members, then what the log added or removed */
 	load_membership();
@@ -2198,6 +2242,7 @@ chronicle_worker_main(Datum main_arg)
 		apply_from_log();
 		start_reads();
 		reconcile_membership();
+		prune_removed_peers();
 		maybe_propose_compaction();
 		process_ready();
 		if (ws.compact_to > 0)
