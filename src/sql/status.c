@@ -152,6 +152,31 @@ submit_membership(const char *command)
 	queue_submit_and_wait(buf.data, buf.len);
 }
 
+/*
+ * Membership changes are carried out one at a time.  Refuse a new one while
+ * the previous is under way (this node's view; the log serializes the rare
+ * race), except removing the node being added: that cancels the addition
+ * of a server that never comes up.
+ */
+static void
+check_no_change_in_progress(int32 id)
+{
+	ClusterStatus cs;
+
+	if (!cluster_enabled())
+		return;
+	queue_read_status(&cs);
+	if (cs.running && cs.changing_node != 0 && cs.changing_node != (uint64) id)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("another membership change is in progress (node %llu)",
+						(unsigned long long) cs.changing_node),
+				 errhint("Wait until chronicle.nodes shows node %llu voting (or gone) and retry; "
+						 "an added node that never comes up can be taken out with chronicle.remove_node(%llu).",
+						 (unsigned long long) cs.changing_node,
+						 (unsigned long long) cs.changing_node)));
+}
+
 static void
 check_node_id(int32 id)
 {
@@ -178,6 +203,7 @@ chronicle_add_node(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a host:port address", address),
 				 errhint("Pass the new server's chronicle_raft.listen_address, e.g. '127.0.0.1:7004'.")));
+	check_no_change_in_progress(0);
 	submit_membership(psprintf("add %d %s", id, address));
 	PG_RETURN_VOID();
 }
@@ -188,6 +214,7 @@ chronicle_remove_node(PG_FUNCTION_ARGS)
 	int32		id = PG_GETARG_INT32(0);
 
 	check_node_id(id);
+	check_no_change_in_progress(id);
 	submit_membership(psprintf("remove %d", id));
 	PG_RETURN_VOID();
 }

@@ -98,6 +98,7 @@ typedef struct ClusterStatus
 	uint64		applied_index;
 	uint64		last_log_index;
 	bool		running;
+	uint64		changing_node;	/* member being added or removed, 0: none */
 	int			nmembers;
 	MemberStatus members[CLUSTER_MAX_MEMBERS];
 } ClusterStatus;

@@ -1812,8 +1812,12 @@ carry_out_compaction(void)
 	/*
 	 * Entries are applied with asynchronous commit (the log can replay
 	 * them); before the log forgets them, what they did must be on disk.
+	 * The compaction entry's own apply committed last, so WAL up to its
+	 * commit record covers every earlier apply.  (Not the insert position:
+	 * at a page boundary it points past the page header, beyond any
+	 * record, and XLogFlush() refuses it.)
 	 */
-	XLogFlush(GetXLogInsertRecPtr());
+	XLogFlush(XactLastCommitEnd);
 	rc = raft_snapshot_taken(ws.node, upto);
 	if (rc == RAFT_OK)
 		rc = raft_compact(ws.node, upto);
@@ -1937,7 +1941,12 @@ publish_status(void)
 		MemberStatus *m;
 		struct Peer *peer = peer_by_id(ws.desired[i].id);
 		raft_index	match;
+		bool		in_conf = raft_conf_is_voter(&st.conf, ws.desired[i].id) ||
+			raft_conf_is_learner(&st.conf, ws.desired[i].id);
 
+		/* an add not yet promoted to voter, or a removal not yet in effect */
+		if (ws.desired[i].removed ? in_conf : !raft_conf_is_voter(&st.conf, ws.desired[i].id))
+			cs.changing_node = ws.desired[i].id;
 		if (ws.desired[i].removed)
 			continue;
 		m = &cs.members[cs.nmembers++];

@@ -5,7 +5,8 @@
 # catches up and is promoted; leadership is transferred to it; an original
 # member is removed while another is down (its data stays readable, it
 # receives nothing more) and the cluster keeps committing.  Errors: a reused or removed node id, a
-# duplicate address, removing a non-member.
+# duplicate address, removing a non-member, a change while another is in
+# progress (and cancelling the addition of a server that never comes up).
 
 use strict;
 use warnings;
@@ -100,6 +101,32 @@ usleep(1_000_000);
 is(count_on($nodes[0]), '5001', 'the removed node keeps its data readable but receives nothing more');
 ($rc, $out, $err) = $nodes[2]->psql('postgres', "SELECT chronicle.add_node(1, '127.0.0.1:1')");
 like($err, qr/node id 1 was removed; node ids are never reused/, 'a removed id is never reused');
+
+# ------------------------------------------------------------ one change at a time
+
+# node 5 is added but its server never starts: it stays a learner
+my $port5 = PostgreSQL::Test::Cluster::get_free_port();
+$nodes[1]->safe_psql('postgres', "SELECT chronicle.add_node(5, '127.0.0.1:$port5')");
+my $refused = '';
+ok(wait_for(sub {
+	my ($r, $o, $e) = $nodes[1]->psql('postgres', "SELECT chronicle.add_node(6, '127.0.0.1:1')");
+	$refused = $e;
+	return $r != 0;
+}), 'a second membership change is refused while node 5 is being added');
+like($refused, qr/another membership change is in progress \(node 5\)/, 'the error names the change in progress');
+like($refused, qr/HINT:.*chronicle\.remove_node\(5\)/, 'and the hint says how to cancel it');
+$nodes[2]->safe_psql('postgres', 'SELECT chronicle.remove_node(5)');
+ok(wait_for(sub {
+	my ($r, $o, $e) = $n4->psql('postgres', "SELECT chronicle.add_node(6, '127.0.0.1:1')");
+	return $r == 0;
+}), 'removing the node that never came up cancels its addition; the next change is taken');
+ok(wait_for(sub {
+	my ($r, $o, $e) = $nodes[2]->psql('postgres', 'SELECT chronicle.remove_node(6)');
+	return $r == 0;
+}), 'node 6 is taken out the same way');
+$n4->safe_psql('postgres', 'INSERT INTO ev VALUES (8000, 8000)');
+ok(wait_for(sub { (grep { count_on($_) eq '5003' } ($nodes[1], $nodes[2], $n4)) == 3 }),
+	'and the three voters still commit');
 
 $_->stop for (@nodes, $n4);
 done_testing();
