@@ -45,6 +45,8 @@ typedef struct BatchSlot
 	BatchState	state;
 	uint64		read_index;		/* result of a read barrier */
 	char		msg[128];
+	bool		wait_committed; /* its backend returns at BATCH_COMMITTED */
+	ConditionVariable cv;		/* its backend sleeps here: no herd wakes */
 } BatchSlot;
 
 typedef struct QueueShared
@@ -103,6 +105,7 @@ queue_startup(void)
 	if (!found)
 	{
 		char	   *base = (char *) queue;
+		int			i;
 
 		memset(queue, 0, sizeof(QueueShared));
 		queue->lock = &(GetNamedLWLockTranche("chronicle_raft queue"))->lock;
@@ -111,6 +114,8 @@ queue_startup(void)
 		queue->nslots = MaxBackends + 1;
 		queue->slots = (BatchSlot *) (base + MAXALIGN(sizeof(QueueShared)));
 		memset(queue->slots, 0, sizeof(BatchSlot) * queue->nslots);
+		for (i = 0; i < queue->nslots; i++)
+			ConditionVariableInit(&queue->slots[i].cv);
 		queue->ring = base + MAXALIGN(sizeof(QueueShared)) +
 			MAXALIGN(sizeof(BatchSlot) * queue->nslots);
 		queue->next_batch_id = 1;
@@ -224,6 +229,7 @@ queue_submit_and_wait(const char *data, Size len)
 	queue->tail += RECORD_HEADER + len;
 	slot->batch_id = batch_id;
 	slot->state = BATCH_QUEUED;
+	slot->wait_committed = chronicle_commit_wait == COMMIT_WAIT_COMMITTED;
 	slot->msg[0] = '\0';
 	SetLatch(queue->worker_latch);
 	LWLockRelease(queue->lock);
@@ -268,7 +274,7 @@ queue_submit_and_wait(const char *data, Size len)
 				LWLockRelease(queue->lock);
 				continue;
 			}
-			ConditionVariableTimedSleep(&queue->cv, 100, PG_WAIT_EXTENSION);
+			ConditionVariableTimedSleep(&slot->cv, 100, PG_WAIT_EXTENSION);
 		}
 		ConditionVariableCancelSleep();
 	}
@@ -371,6 +377,7 @@ void
 queue_set_state(int slotno, uint64 batch_id, BatchState state, const char *msg)
 {
 	BatchSlot  *slot;
+	bool		wake;
 
 	if (slotno <= 0 || slotno >= queue->nslots)
 		return;
@@ -382,8 +389,12 @@ queue_set_state(int slotno, uint64 batch_id, BatchState state, const char *msg)
 		if (msg)
 			strlcpy(slot->msg, msg, sizeof(slot->msg));
 	}
+	else
+		state = BATCH_FREE;		/* nothing changed: nobody to wake */
+	wake = state != BATCH_FREE && (state != BATCH_COMMITTED || slot->wait_committed);
 	LWLockRelease(queue->lock);
-	ConditionVariableBroadcast(&queue->cv);
+	if (wake)
+		ConditionVariableBroadcast(&slot->cv);
 }
 
 /*
@@ -443,7 +454,7 @@ queue_read_barrier(void)
 			strlcpy(msg, "no leader confirmed the read in time", sizeof(msg));
 			break;
 		}
-		ConditionVariableTimedSleep(&queue->cv, 100, PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&slot->cv, 100, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
 	if (state == BATCH_FAILED)
@@ -491,7 +502,7 @@ queue_finish_read(int slotno, uint64 id, bool ok, uint64 index, const char *msg)
 			strlcpy(slot->msg, msg, sizeof(slot->msg));
 	}
 	LWLockRelease(queue->lock);
-	ConditionVariableBroadcast(&queue->cv);
+	ConditionVariableBroadcast(&slot->cv);
 }
 
 /* The same, for a batch known only by its id (batch ids are unique). */
@@ -511,6 +522,17 @@ queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg)
 	LWLockRelease(queue->lock);
 	if (found >= 0)
 		queue_set_state(found, batch_id, state, msg);
+}
+
+/* Every slot's state may have changed: wake every waiter. */
+static void
+wake_all(void)
+{
+	int			i;
+
+	for (i = 0; i < queue->nslots; i++)
+		ConditionVariableBroadcast(&queue->slots[i].cv);
+	ConditionVariableBroadcast(&queue->cv);
 }
 
 /* Worker start: become the queue's consumer. */
@@ -536,7 +558,7 @@ queue_worker_attach(void)
 	}
 	queue->status.running = true;
 	LWLockRelease(queue->lock);
-	ConditionVariableBroadcast(&queue->cv);
+	wake_all();
 }
 
 void
@@ -571,7 +593,7 @@ queue_worker_detach(void)
 	}
 	queue->head = queue->tail;
 	LWLockRelease(queue->lock);
-	ConditionVariableBroadcast(&queue->cv);
+	wake_all();
 }
 
 void

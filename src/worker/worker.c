@@ -1491,6 +1491,43 @@ log_fail(const char *what)
 			 errmsg("chronicle_raft log: %s failed: %s", what, raftlog_errmsg(ws.log))));
 }
 
+/*
+ * An entry is committed: this node's event batches in it are durable on a
+ * quorum, which is all commit_wait = committed waits for (applying follows
+ * in log order).  DDL and membership batches wait for their apply, whose
+ * verdict they report.
+ */
+static void
+mark_committed(const raft_entry *e)
+{
+	const char *p = (const char *) e->data;
+	const char *end = p + e->len;
+	uint32		magic;
+	uint32		kind;
+	uint32		count;
+	uint32		b;
+
+	if (e->type != RAFT_ENTRY_NORMAL || !take(&p, end, &magic, 4) || magic != ENTRY_MAGIC ||
+		!take(&p, end, &kind, 4) || kind != ENTRY_BATCHES || !take(&p, end, &count, 4))
+		return;
+	for (b = 0; b < count; b++)
+	{
+		uint64		origin;
+		int32		slot;
+		uint64		batch_id;
+		uint32		len;
+		uint16		first;
+
+		if (!take(&p, end, &origin, 8) || !take(&p, end, &slot, 4) ||
+			!take(&p, end, &batch_id, 8) || !take(&p, end, &len, 4) || end - p < len)
+			return;				/* apply_entry reports the damage */
+		memcpy(&first, p, Min(len, sizeof(first)));
+		if (origin == (uint64) chronicle_node_id && len >= sizeof(first) && first != 0xFFFF)
+			queue_set_state(slot, batch_id, BATCH_COMMITTED, NULL);
+		p += len;
+	}
+}
+
 /* Apply one committed entry and settle what waited for it. */
 static void
 apply_committed(const raft_entry *e)
@@ -1703,6 +1740,8 @@ process_ready(void)
 		send_messages(rd.persist_messages, rd.num_persist_messages);
 		flush_outputs();
 
+		for (i = 0; i < rd.num_committed; i++)
+			mark_committed(&rd.committed[i]);
 		for (i = 0; i < rd.num_committed; i++)
 		{
 			const raft_entry *e = &rd.committed[i];

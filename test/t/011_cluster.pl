@@ -232,13 +232,23 @@ ok(defined $new, "the majority elects a new leader (node $new) around the isolat
 my ($rc, $out, $err) = $l->psql('postgres',
 	"SET statement_timeout = '3s'; INSERT INTO ev VALUES (50000, 7, 1, 1)");
 isnt($rc, 0, 'the isolated old leader cannot commit');
+($rc, $out, $err) = $l->psql('postgres',
+	"SET statement_timeout = '3s'; SET chronicle_raft.commit_wait = committed; INSERT INTO ev VALUES (50002, 7, 1, 1)");
+isnt($rc, 0, 'nor with commit_wait = committed (it waits for a quorum, not for the proposal)');
 $followers[0]->safe_psql('postgres', 'INSERT INTO ev VALUES (50001, 8, 1, 1)');
 ok(wait_count('SELECT count(*) FROM ev', '3525', @followers), 'the majority keeps committing');
+$followers[1]->safe_psql('postgres',
+	'SET chronicle_raft.commit_wait = committed; INSERT INTO ev VALUES (50003, 8, 1, 1)');
+$new = (grep { (status($_))[0] eq 'leader' } @followers)[0];
+$new->safe_psql('postgres',
+	'SET chronicle_raft.commit_wait = committed; INSERT INTO ev VALUES (50004, 8, 1, 1)');
+ok(wait_count('SELECT count(*) FROM ev', '3527', @followers),
+	'commit_wait = committed commits through a follower and through the leader');
 $l->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = off\n");
 $l->reload;
-ok(wait_count('SELECT count(*) FROM ev', '3525', @nodes), 'after healing the old leader catches up');
-is($l->safe_psql('postgres', 'SELECT count(*) FROM ev WHERE ts = 50000'), '0',
-	'the write refused during the partition never appears');
+ok(wait_count('SELECT count(*) FROM ev', '3527', @nodes), 'after healing the old leader catches up');
+is($l->safe_psql('postgres', 'SELECT count(*) FROM ev WHERE ts IN (50000, 50002)'), '0',
+	'the writes refused during the partition never appear');
 isnt((status($l))[0], 'leader', 'the healed old leader is a follower');
 
 # ---------------------------------------------- a commit forwarded to a leader that stops
@@ -267,9 +277,9 @@ kill 'STOP', $wpid;
 $new = wait_leader(@followers);
 ok(defined $new, "a stopped leader is replaced (node $new)");
 $followers[1]->safe_psql('postgres', 'INSERT INTO ev VALUES (50002, 9, 1, 1)');
-ok(wait_count('SELECT count(*) FROM ev', '3526', @followers), 'writes go on without it');
+ok(wait_count('SELECT count(*) FROM ev', '3528', @followers), 'writes go on without it');
 kill 'CONT', $wpid;
-ok(wait_count('SELECT count(*) FROM ev', '3526', @nodes), 'the resumed old leader catches up');
+ok(wait_count('SELECT count(*) FROM ev', '3528', @nodes), 'the resumed old leader catches up');
 my $deadline = time() + 10;
 usleep(200_000) while (status($l))[0] eq 'leader' && time() < $deadline;
 isnt((status($l))[0], 'leader', 'and steps down');
