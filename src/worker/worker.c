@@ -2192,6 +2192,29 @@ worker_start_engine(void)
 					(unsigned long long) raftlog_last_index(ws.log))));
 }
 
+/* Propose queued and forwarded batches at buffer_size bytes or after flush_interval. */
+static void
+maybe_flush_queue(TimestampTz now)
+{
+	Size		waiting = queue_bytes_waiting();
+
+	if (ws.nforwarded > 0)
+		propose_queued();
+	if (waiting == 0)
+		ws.oldest_queued = 0;
+	else
+	{
+		if (ws.oldest_queued == 0)
+			ws.oldest_queued = now;
+		if (waiting >= (Size) chronicle_buffer_size ||
+			now - ws.oldest_queued >= (TimestampTz) chronicle_flush_interval * 1000)
+		{
+			propose_queued();
+			ws.oldest_queued = 0;
+		}
+	}
+}
+
 void
 chronicle_worker_main(Datum main_arg)
 {
@@ -2256,6 +2279,13 @@ chronicle_worker_main(Datum main_arg)
 		}
 
 		old = MemoryContextSwitchTo(ws.cxt);
+
+		/*
+		 * Propose what queued up before processing the ready: the new
+		 * entry's messages then leave first, and followers persist it while
+		 * this process fsyncs and applies what the last answers committed.
+		 */
+		maybe_flush_queue(GetCurrentTimestamp());
 		process_ready();
 		now = GetCurrentTimestamp();
 		/* a stall of this process (a long apply) is not time without a leader */
@@ -2266,26 +2296,7 @@ chronicle_worker_main(Datum main_arg)
 			raft_tick(ws.node);
 			last_tick += TICK_MS * 1000;
 		}
-		/* flush at buffer_size bytes or after flush_interval */
-		{
-			Size		waiting = queue_bytes_waiting();
-
-			if (ws.nforwarded > 0)
-				propose_queued();
-			if (waiting == 0)
-				ws.oldest_queued = 0;
-			else
-			{
-				if (ws.oldest_queued == 0)
-					ws.oldest_queued = now;
-				if (waiting >= (Size) chronicle_buffer_size ||
-					now - ws.oldest_queued >= (TimestampTz) chronicle_flush_interval * 1000)
-				{
-					propose_queued();
-					ws.oldest_queued = 0;
-				}
-			}
-		}
+		maybe_flush_queue(now);
 		drive_snapshot_writer();
 		apply_from_log();
 		start_reads();
