@@ -224,6 +224,29 @@ take(const char **p, const char *end, void *dst, Size n)
 	return true;
 }
 
+/* One batch of an ENTRY_BATCHES entry (layout in the header comment). */
+typedef struct EntryBatch
+{
+	uint64		origin;
+	int32		slot;
+	uint64		batch_id;
+	const char *data;
+	uint32		len;
+} EntryBatch;
+
+/* Read the batch at *p; false if the bytes end before a whole one. */
+static bool
+take_batch(const char **p, const char *end, EntryBatch *b)
+{
+	if (!take(p, end, &b->origin, 8) || !take(p, end, &b->slot, 4) ||
+		!take(p, end, &b->batch_id, 8) || !take(p, end, &b->len, 4) ||
+		end - *p < (long) b->len)
+		return false;
+	b->data = *p;
+	*p += b->len;
+	return true;
+}
+
 static void peer_add(uint64 id, const char *host, int port);
 static void forwarded_done(uint64 batch_id);
 static void peer_drop(uint64 id);
@@ -705,22 +728,18 @@ apply_entry(const raft_entry *e)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	for (b = 0; b < count; b++)
 	{
-		uint64		origin;
-		int32		slot;
-		uint64		batch_id;
-		uint32		len;
+		EntryBatch	batch;
 		char	   *ddl;
 		char	   *search_path = NULL;
 
-		if (!take(&p, end, &origin, 8) || !take(&p, end, &slot, 4) ||
-			!take(&p, end, &batch_id, 8) || !take(&p, end, &len, 4) || end - p < len)
+		if (!take_batch(&p, end, &batch))
 			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
-		collect_batch(p, p + len, &streams, &nstreams, &seq, &ddl, &search_path);
-		p += len;
-		if (origin == (uint64) chronicle_node_id)
+		collect_batch(batch.data, batch.data + batch.len, &streams, &nstreams, &seq,
+					  &ddl, &search_path);
+		if (batch.origin == (uint64) chronicle_node_id)
 		{
-			done[ndone].slot = slot;
-			done[ndone].batch_id = batch_id;
+			done[ndone].slot = batch.slot;
+			done[ndone].batch_id = batch.batch_id;
 		}
 		if (ddl != NULL)
 		{
@@ -737,7 +756,7 @@ apply_entry(const raft_entry *e)
 				ereport(LOG,
 						(errmsg("replicated DDL of Raft entry %llu failed: %s",
 								(unsigned long long) e->index, errbuf)));
-				if (origin == (uint64) chronicle_node_id)
+				if (batch.origin == (uint64) chronicle_node_id)
 				{
 					done[ndone].failed = true;
 					strlcpy(done[ndone].msg, errbuf, sizeof(done[ndone].msg));
@@ -746,7 +765,7 @@ apply_entry(const raft_entry *e)
 			CommandCounterIncrement();
 			PushActiveSnapshot(GetTransactionSnapshot());
 		}
-		if (origin == (uint64) chronicle_node_id)
+		if (batch.origin == (uint64) chronicle_node_id)
 			ndone++;
 	}
 	apply_streams(e->index, streams, &nstreams);
@@ -1512,19 +1531,16 @@ mark_committed(const raft_entry *e)
 		return;
 	for (b = 0; b < count; b++)
 	{
-		uint64		origin;
-		int32		slot;
-		uint64		batch_id;
-		uint32		len;
+		EntryBatch	batch;
 		uint16		first;
 
-		if (!take(&p, end, &origin, 8) || !take(&p, end, &slot, 4) ||
-			!take(&p, end, &batch_id, 8) || !take(&p, end, &len, 4) || end - p < len)
+		if (!take_batch(&p, end, &batch))
 			return;				/* apply_entry reports the damage */
-		memcpy(&first, p, Min(len, sizeof(first)));
-		if (origin == (uint64) chronicle_node_id && len >= sizeof(first) && first != 0xFFFF)
-			queue_set_state(slot, batch_id, BATCH_COMMITTED, NULL);
-		p += len;
+		if (batch.origin != (uint64) chronicle_node_id || batch.len < sizeof(first))
+			continue;
+		memcpy(&first, batch.data, sizeof(first));
+		if (first != 0xFFFF)
+			queue_set_state(batch.slot, batch.batch_id, BATCH_COMMITTED, NULL);
 	}
 }
 

@@ -39,20 +39,6 @@ sub counts_are
 	});
 }
 
-sub log_bytes
-{
-	my ($node) = @_;
-	my $dir = $node->data_dir . '/chronicle_raft';
-	my $total = 0;
-	opendir(my $dh, $dir) or return -1;
-	for my $f (readdir $dh)
-	{
-		$total += -s "$dir/$f" if $f =~ /\.seg$/;
-	}
-	closedir $dh;
-	return $total;
-}
-
 ok(wait_for(sub { grep { role($_) eq 'leader' } @nodes }), 'a leader is elected');
 $nodes[0]->safe_psql('postgres', 'CREATE TABLE ev (ts bigint NOT NULL, v int8, pad text) USING chronicle');
 ok(wait_for(sub { $nodes[2]->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'ev'") eq '1' }),
@@ -68,7 +54,7 @@ for my $round (1 .. 24)
 	$total += 20000;
 }
 ok(counts_are($total, @nodes), "all $total events on every node");
-my @sizes = map { log_bytes($_) } @nodes;
+my @sizes = map { raft_log_bytes($_) } @nodes;
 note("log bytes after the load: @sizes");
 ok((grep { $_ >= 0 && $_ < 4 * 1024 * 1024 } @sizes) == 3,
 	'every Raft log stays under 4 MB (bound 1 MB, about 12 MB ingested)');
@@ -88,7 +74,7 @@ for my $round (25 .. 32)
 	$total += 20000;
 }
 ok(counts_are($total, @live), "all $total events on the two live nodes");
-@sizes = map { log_bytes($_) } @live;
+@sizes = map { raft_log_bytes($_) } @live;
 note("live log bytes with a follower down: @sizes");
 ok((grep { $_ >= 0 && $_ < 2 * 1024 * 1024 } @sizes) == 2,
 	'the live Raft logs stay under 2 MB while a follower is down (about 4 MB ingested meanwhile)');
@@ -106,7 +92,7 @@ for my $round (33 .. 42)
 	$total += 20000;
 }
 ok(counts_are($total, @nodes), "all $total events on every node");
-ok(wait_for(sub { (grep { log_bytes($_) < 4 * 1024 * 1024 } @nodes) == 3 }),
+ok(wait_for(sub { (grep { raft_log_bytes($_) < 4 * 1024 * 1024 } @nodes) == 3 }),
 	'every log stays bounded with all three members');
 
 # restart everything: restored from the compacted logs, nothing lost or repeated

@@ -75,21 +75,6 @@ sub leader_of
 
 sub q1 { return $_[0]->safe_psql('postgres', $_[1]); }
 
-# Sum of the Raft log segments of a node ($PGDATA/chronicle_raft/*.seg).
-sub log_bytes
-{
-	my ($node) = @_;
-	my $dir = $node->data_dir . '/chronicle_raft';
-	my $total = 0;
-	opendir(my $dh, $dir) or return -1;
-	for my $f (readdir $dh)
-	{
-		$total += -s "$dir/$f" if $f =~ /\.seg$/;
-	}
-	closedir $dh;
-	return $total;
-}
-
 sub dir_files
 {
 	my ($dir) = @_;
@@ -265,7 +250,7 @@ q1($live[0],
 	"INSERT INTO keep1 SELECT '2026-01-01'::timestamptz + (g % 900) * interval '1 min', g % 5, g * 0.5 FROM generate_series(1, 4000) g");
 ok(wait_for(sub { (grep { count_of($_, 'ev') eq $total } @live) == 2 }), "all $total events on the live nodes");
 
-my @sizes = map { log_bytes($_) } @live;
+my @sizes = map { raft_log_bytes($_) } @live;
 note("log bytes on the live nodes after the load: @sizes");
 ok((grep { $_ >= 0 && $_ < 4 * $MB } @sizes) == 2,
 	'live Raft logs stay under 4 MB (bound 1 MB, 12 MB ingested): compaction did not wait for the member that is down');
@@ -421,7 +406,7 @@ q1($leader, 'INSERT INTO ev VALUES (60000002, 2, NULL)');
 $total += 2;
 ok(wait_for(sub { (grep { count_of($_, 'ev') eq $total } @nodes) == 3 }), 'new entries reach the recovered node and come from it');
 ok(q1($down, 'SELECT applied_index FROM chronicle.status()') > $inst_idx, 'its applied index goes past the snapshot');
-ok(wait_for(sub { (grep { log_bytes($_) < 4 * $MB } @nodes) == 3 }), 'all three logs are bounded');
+ok(wait_for(sub { (grep { raft_log_bytes($_) < 4 * $MB } @nodes) == 3 }), 'all three logs are bounded');
 
 # ------------------------------------------------- b, c. the follower down again; a fourth node
 
@@ -440,7 +425,7 @@ for my $round (201 .. 208)
 		"INSERT INTO ev SELECT $round * 100000 + g, g, repeat('y', 10) FROM generate_series(1, 20000) g");
 	$total += 20000;
 }
-ok(wait_for(sub { (grep { log_bytes($_) < 4 * $MB } @live) == 2 }), 'the live logs stay bounded again');
+ok(wait_for(sub { (grep { raft_log_bytes($_) < 4 * $MB } @live) == 2 }), 'the live logs stay bounded again');
 
 my $p4 = PostgreSQL::Test::Cluster::get_free_port();
 my $members = join(',', map { ($_ + 1) . "=127.0.0.1:$ports[$_]" } 0 .. 2);

@@ -40,7 +40,7 @@ use File::Basename qw(basename);
 use Time::HiRes qw(usleep time);
 use Exporter 'import';
 
-our @EXPORT = qw(new_node wait_for start_cluster);
+our @EXPORT = qw(new_node wait_for start_cluster raft_log_bytes);
 
 # A new node; first removes its directory if an earlier failed run left it
 # (PostgreSQL::Test::Cluster refuses to reuse it).
@@ -91,6 +91,21 @@ chronicle_raft.heartbeat_interval = 50
 		push @nodes, $node;
 	}
 	return (\@nodes, \@ports);
+}
+
+# Bytes of a node's Raft log segments ($PGDATA/chronicle_raft/*.seg), or -1.
+sub raft_log_bytes
+{
+	my ($node) = @_;
+	my $dir = $node->data_dir . '/chronicle_raft';
+	my $total = 0;
+	opendir(my $dh, $dir) or return -1;
+	for my $f (readdir $dh)
+	{
+		$total += -s "$dir/$f" if $f =~ /\.seg$/;
+	}
+	closedir $dh;
+	return $total;
 }
 
 1;
