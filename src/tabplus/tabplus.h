@@ -165,7 +165,6 @@ typedef struct TabPlusWal
 	int			npages;
 	Buffer		buffers[TABPLUS_WAL_MAX_PAGES];
 	bool		isnew[TABPLUS_WAL_MAX_PAGES];
-	PGAlignedBlock *orig;		/* TABPLUS_WAL_MAX_PAGES original images */
 	PGAlignedBlock *work;		/* TABPLUS_WAL_MAX_PAGES working copies */
 	char	   *deltas;			/* delta encoding space */
 } TabPlusWal;

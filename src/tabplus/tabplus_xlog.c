@@ -14,9 +14,10 @@
  * Protocol, as with generic WAL: tabplus_wal_register() exclusive-locks a
  * buffer and hands back a private working copy; all edits go to copies; an
  * ERROR before tabplus_wal_finish() leaves shared buffers untouched.
- * tabplus_wal_finish() copies the images in, dirties the buffers and writes
- * one record whose per-page data is a delta (tabplus_page.c) inside a
- * critical section, then releases the buffers.
+ * Until then the locked buffer is the original image, so tabplus_wal_finish()
+ * encodes each page's delta (tabplus_page.c) against it and, inside a
+ * critical section, copies in only the changed regions, dirties the buffers
+ * and writes one record carrying the deltas, then releases the buffers.
  *
  * Record layout: main data = uint16 number of pages; per changed page, block
  * data = its delta fragments (absent when the page is logged as a full-page
@@ -43,20 +44,17 @@
 #define DELTA_SPACE (BLCKSZ + 64)
 
 /*
- * Page images and delta space, allocated once per backend: about 800 kB
+ * Working copies and delta space, allocated once per backend: about 500 kB
  * that a single-row commit would otherwise allocate and free every time.
  */
-static PGAlignedBlock *wal_orig = NULL;
 static PGAlignedBlock *wal_work = NULL;
 static char *wal_deltas = NULL;
 
 void
 tabplus_wal_init(TabPlusWal *w, Relation rel)
 {
-	if (wal_orig == NULL)
+	if (wal_work == NULL)
 	{
-		wal_orig = MemoryContextAlloc(TopMemoryContext,
-									  sizeof(PGAlignedBlock) * TABPLUS_WAL_MAX_PAGES);
 		wal_work = MemoryContextAlloc(TopMemoryContext,
 									  sizeof(PGAlignedBlock) * TABPLUS_WAL_MAX_PAGES);
 		wal_deltas = MemoryContextAlloc(TopMemoryContext,
@@ -64,7 +62,6 @@ tabplus_wal_init(TabPlusWal *w, Relation rel)
 	}
 	w->rel = rel;
 	w->npages = 0;
-	w->orig = wal_orig;
 	w->work = wal_work;
 	w->deltas = wal_deltas;
 }
@@ -94,16 +91,11 @@ tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew)
 	i = w->npages++;
 	w->buffers[i] = buf;
 	w->isnew[i] = isnew;
+	/* the locked buffer itself stays the original until the step is done */
 	if (isnew)
-	{
-		memset(w->orig[i].data, 0, BLCKSZ);
 		memset(w->work[i].data, 0, BLCKSZ);
-	}
 	else
-	{
-		memcpy(w->orig[i].data, BufferGetPage(buf), BLCKSZ);
 		memcpy(w->work[i].data, BufferGetPage(buf), BLCKSZ);
-	}
 	return (Page) w->work[i].data;
 }
 
@@ -132,7 +124,7 @@ tabplus_wal_finish(TabPlusWal *w)
 
 	for (i = 0; i < w->npages; i++)
 	{
-		dlen[i] = tabplus_delta_encode(w->isnew[i] ? NULL : w->orig[i].data,
+		dlen[i] = tabplus_delta_encode(w->isnew[i] ? NULL : BufferGetPage(w->buffers[i]),
 									   w->work[i].data, w->deltas + i * DELTA_SPACE);
 		changed[i] = w->isnew[i] || dlen[i] > 0;
 		if (changed[i])
@@ -151,7 +143,10 @@ tabplus_wal_finish(TabPlusWal *w)
 	{
 		if (!changed[i])
 			continue;
-		memcpy(BufferGetPage(w->buffers[i]), w->work[i].data, BLCKSZ);
+		/* only the changed regions move: the delta just computed says which */
+		if (w->isnew[i] ||
+			!tabplus_delta_apply(BufferGetPage(w->buffers[i]), w->deltas + i * DELTA_SPACE, dlen[i]))
+			memcpy(BufferGetPage(w->buffers[i]), w->work[i].data, BLCKSZ);
 		MarkBufferDirty(w->buffers[i]);
 	}
 	if (needwal)
