@@ -45,40 +45,19 @@ FORWARDED_VARS=(ROWS LOAD_CHUNK COPY_BATCH COPY_CLIENTS MAX_LOG_SIZE INSERT_SECO
 	SHARED_BUFFERS PGBIN OUT_DIR PORT_BASE KEEP_DATA)
 
 # ---------------------------------------------------------------- re-exec
-# initdb refuses to run as root: run everything as "postgres" (settings are
-# forwarded explicitly because runuser may reset parts of the environment).
-if [[ $EUID -eq 0 ]]; then
-	mkdir -p "$OUT_DIR"
-	chown postgres: "$OUT_DIR"
-	fwd=()
-	for v in "${FORWARDED_VARS[@]}"; do
-		fwd+=("$v=${!v}")
-	done
-	exec runuser -u postgres -- env "${fwd[@]}" bash "$SCRIPT_PATH" "$@"
-fi
+reexec_as_postgres "$@"
 
 # ---------------------------------------------------------------- helpers
 RUN_DIR=""
 LOG=/dev/null
 declare -A R=()          # measured results, by key
-declare -A DATA=()       # server name -> data directory
-declare -A PORT=()       # server name -> PostgreSQL port
-declare -A STARTED=()    # server name -> 1 once we started it
 declare -A RAFT_PORT=()  # chronicle node id -> Raft port
-PICKED_PORTS=" "
 NOTES=()
-ALL_SERVERS=()           # in start order; stopped in reverse
 CHR=(c1 c2 c3)           # the initial members; node id = index + 1
 SAMPLER_PID=""
 INSERTER_PID=""
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$LOG" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-note() { NOTES+=("$*"); log "NOTE: $*"; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-now_ns() { date +%s%N; }
 secs_since() { calc "($(now_ns) - $1) / 1e9"; }
-fmt_int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 fmt_s() { awk -v v="$1" 'BEGIN { printf "%.2f", v }'; }
 fmt_mb() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1048576 }'; }
 
@@ -92,17 +71,6 @@ size_bytes() {
 		printf "%.0f", n * m }'
 }
 
-# PID of a server's postmaster, only while it is the live postmaster of
-# that data directory (guards against a stale postmaster.pid and PID reuse).
-postmaster_pid() {
-	local dir=${DATA[$1]} pid
-	[[ -f $dir/postmaster.pid ]] || return 1
-	pid=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null) || return 1
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir" || return 1
-	echo "$pid"
-}
-
 # Stop a background job of ours by its PID (only if it still is our child).
 stop_job() {
 	local pid=$1
@@ -113,28 +81,17 @@ stop_job() {
 	fi
 }
 
-# Stop the background jobs and every server we started (by pg_ctl -D,
-# falling back to SIGQUIT of our own postmaster PID), then remove the data
-# unless asked to keep it.
+# Stop the background jobs and every server we started, then remove the
+# data unless asked to keep it.
 cleanup() {
-	local rc=$? i name pid
+	local rc=$?
 	trap - EXIT INT TERM
 	[[ -n $RUN_DIR ]] && touch "$RUN_DIR/sampler.stop" 2>/dev/null
 	stop_job "$INSERTER_PID"
 	stop_job "$SAMPLER_PID"
-	for ((i = ${#ALL_SERVERS[@]} - 1; i >= 0; i--)); do
-		name=${ALL_SERVERS[$i]}
-		[[ ${STARTED[$name]:-0} == 1 ]] || continue
-		pid=$(postmaster_pid "$name") || continue
-		log "stopping $name (postmaster PID $pid)"
-		if ! timeout 100 "$PGBIN/pg_ctl" -D "${DATA[$name]}" -m fast -w -t 60 stop >>"$LOG" 2>&1; then
-			pid=$(postmaster_pid "$name") && kill -QUIT "$pid" 2>/dev/null || true
-		fi
-	done
+	stop_servers
 	if [[ -n $RUN_DIR && $KEEP_DATA != 1 ]]; then
-		for name in "${ALL_SERVERS[@]}"; do
-			[[ -n ${DATA[$name]:-} ]] && rm -rf "${DATA[$name]}"
-		done
+		remove_server_data
 		rm -f "$RUN_DIR"/ins.* "$RUN_DIR/copyload"
 	fi
 	[[ -n $RUN_DIR ]] && log "logs kept in $RUN_DIR"
@@ -144,68 +101,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-psql_n() {
-	local name=$1
-	shift
-	timeout "$STEP_TIMEOUT" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 \
-		-h "$RUN_DIR" -p "${PORT[$name]}" -d postgres "$@"
-}
-sql_n() { psql_n "$1" -At -c "$2"; }
 # a short query for polling: bounded, never fatal (prints nothing on error)
 poll_n() {
 	timeout 30 "$PGBIN/psql" -X -q -At -h "$RUN_DIR" -p "${PORT[$1]}" -d postgres -c "$2" 2>/dev/null || true
-}
-
-pick_port() {
-	local p
-	for ((p = PORT_BASE; p < PORT_BASE + 200; p++)); do
-		[[ $PICKED_PORTS == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			PICKED_PORTS+="$p "
-			PICKED=$p
-			return
-		fi
-	done
-	die "no free port in $PORT_BASE..$((PORT_BASE + 199)); set PORT_BASE"
-}
-
-wait_until() {
-	local secs=$1 what=$2 cond=$3 deadline
-	deadline=$(($(date +%s) + secs))
-	while (($(date +%s) < deadline)); do
-		if eval "$cond" 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	log "timed out after ${secs}s waiting until $what"
-	return 1
-}
-must_wait() { wait_until "$@" || die "timed out waiting until $2"; }
-
-# Name of the node the given live nodes agree is the leader; fails after 60 s.
-wait_leader() {
-	local deadline name out role lid leaders ids n
-	deadline=$(($(date +%s) + 60))
-	while (($(date +%s) < deadline)); do
-		leaders=0
-		ids=" "
-		n=0
-		for name in "$@"; do
-			out=$(timeout 5 "$PGBIN/psql" -X -At -h "$RUN_DIR" -p "${PORT[$name]}" -d postgres \
-				-c "SELECT role, coalesce(leader_id, 0) FROM chronicle.status()" 2>/dev/null) || continue
-			IFS='|' read -r role lid <<<"$out"
-			[[ $role == leader ]] && leaders=$((leaders + 1))
-			[[ $ids == *" $lid "* ]] || ids+="$lid "
-			n=$((n + 1))
-		done
-		ids=${ids# }
-		ids=${ids% }
-		if ((n == $# && leaders == 1)) && [[ $ids =~ ^[1-9][0-9]*$ ]]; then
-			echo "c$ids"
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
 }
 
 # Events of a stream on a node (from its meta page: cheap); -1 if absent.
@@ -225,64 +123,9 @@ snap_bytes() {
 }
 
 # ---------------------------------------------------------------- servers
-common_conf() {
-	cat <<EOF
-
-# ---- bench/bench_catchup.sh ----
-listen_addresses = '127.0.0.1'
-port = ${PORT[$1]}
-unix_socket_directories = '$RUN_DIR'
-max_connections = 40
-shared_buffers = $SHARED_BUFFERS
-work_mem = 16MB
-maintenance_work_mem = 256MB
-max_wal_size = 8GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-checkpoint_completion_target = 0.9
-synchronous_commit = on
-fsync = on
-autovacuum = off
-jit = off
-timezone = 'UTC'
-log_timezone = 'UTC'
-log_checkpoints = on
-log_line_prefix = '%m [%p] '
-statement_timeout = '${STEP_TIMEOUT}s'
-EOF
-}
-
-init_server() {
-	local name=$1
-	DATA[$name]="$RUN_DIR/$name"
-	pick_port
-	PORT[$name]=$PICKED
-	ALL_SERVERS+=("$name")
-	"$PGBIN/initdb" -D "${DATA[$name]}" -A trust -E UTF8 --locale=C -N >>"$LOG" 2>&1 \
-		|| die "initdb of $name failed (see $LOG)"
-	common_conf "$name" >>"${DATA[$name]}/postgresql.conf"
-}
-
-start_server() {
-	local name=$1
-	"$PGBIN/pg_ctl" -D "${DATA[$name]}" -l "$RUN_DIR/$name.log" -w -t 120 start >>"$LOG" 2>&1 \
-		|| die "$name did not start (see $RUN_DIR/$name.log)"
-	STARTED[$name]=1
-	log "$name up: port ${PORT[$name]}, postmaster PID $(postmaster_pid "$name")"
-}
-
-chronicle_conf() {
-	local id=$1
-	cat <<EOF
-shared_preload_libraries = 'chronicle_raft'
-chronicle_raft.node_id = $id
-chronicle_raft.initial_cluster = '${R[members]}'
-chronicle_raft.cluster_secret = '$SECRET'
-chronicle_raft.election_timeout = $ELECTION_TIMEOUT
-chronicle_raft.heartbeat_interval = $HEARTBEAT_INTERVAL
-chronicle_raft.max_log_size = '$MAX_LOG_SIZE'
-$CHRONICLE_CONF
-EOF
+# chronicle_raft settings of node ID of this cluster, with the log bound
+node_conf() {
+	chronicle_conf "$1" "${R[members]}" "$SECRET" "chronicle_raft.max_log_size = '$MAX_LOG_SIZE'"
 }
 
 setup_cluster() {
@@ -299,12 +142,12 @@ setup_cluster() {
 	for i in 1 2 3; do
 		name=c$i
 		init_server "$name"
-		chronicle_conf "$i" >>"${DATA[$name]}/postgresql.conf"
+		node_conf "$i" >>"${DATA[$name]}/postgresql.conf"
 	done
 	for name in "${CHR[@]}"; do start_server "$name"; done
 	LEADER=$(wait_leader "${CHR[@]}") || die "the chronicle nodes elected no leader in 60 s"
 	log "leader: $LEADER"
-	R[settings]=$(sql_n "$LEADER" "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('chronicle_raft.election_timeout', 'chronicle_raft.heartbeat_interval', 'chronicle_raft.commit_wait', 'chronicle_raft.buffer_size', 'chronicle_raft.flush_interval', 'chronicle_raft.max_log_size')")
+	R[settings]=$(chronicle_settings "$LEADER")
 	psql_n "$LEADER" -c "CREATE TABLE events (ts timestamptz NOT NULL, sensor_id int4, value float8) USING chronicle" >>"$LOG" 2>&1
 	psql_n "$LEADER" -c "CREATE TABLE live (ts timestamptz NOT NULL, sensor_id int4, value float8) USING chronicle" >>"$LOG" 2>&1
 	for name in "${CHR[@]}"; do
@@ -373,7 +216,7 @@ catchup() {
 	local off t_add lead_commit applied lead_total total line deadline written name voting
 	local t_inst="" t_rows="" t_equal="" t_applied="" t_voter=""
 	init_server c4
-	chronicle_conf 4 >>"${DATA[c4]}/postgresql.conf"
+	node_conf 4 >>"${DATA[c4]}/postgresql.conf"
 	cat >>"${DATA[c4]}/postgresql.conf" <<EOF
 chronicle_raft.initial_cluster_state = existing
 chronicle_raft.listen_address = '127.0.0.1:${RAFT_PORT[4]}'
@@ -470,17 +313,10 @@ EOF
 	cat "$RUN_DIR/inserter.out" >>"$LOG"
 	R[ins_txn]=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$RUN_DIR/inserter.out")
 	R[ins_failed]=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$RUN_DIR/inserter.out")
-	R[ins_p50]=$(latency_pct 50)
-	R[ins_p99]=$(latency_pct 99)
-	R[ins_max]=$(latency_pct 100)
+	R[ins_p50]=$(latency_pct 50 1 "$RUN_DIR"/ins.*)
+	R[ins_p99]=$(latency_pct 99 1 "$RUN_DIR"/ins.*)
+	R[ins_max]=$(latency_pct 100 1 "$RUN_DIR"/ins.*)
 	set_phase end
-}
-
-# Percentile (0..100) of the inserting client's commit latencies (ms) from
-# pgbench's per-transaction log (field 3: microseconds), nearest rank.
-latency_pct() {
-	cat "$RUN_DIR"/ins.* 2>/dev/null | awk '{ print $3 }' | sort -n |
-		awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } k = int(NR * p / 100 + 0.999999); if (k < 1) k = 1; if (k > NR) k = NR; printf "%.1f", v[k] / 1000 }'
 }
 
 # Every node ends with the same events (aggregates over both streams).
@@ -510,9 +346,6 @@ verify() {
 }
 
 # ---------------------------------------------------------------- report
-TABLE=()
-row() { local IFS=$'\t'; TABLE+=("$*"); }
-
 build_table() {
 	local bound rate name i bytes idx streams ms mx
 	bound=$(size_bytes "$MAX_LOG_SIZE")
@@ -552,13 +385,6 @@ build_table() {
 	done
 }
 
-so_fingerprint() {
-	local so
-	so="$("$PGBIN/pg_config" --pkglibdir)/chronicle_raft.so"
-	[[ -f $so ]] || { echo "missing"; return; }
-	echo "$(md5sum "$so" | cut -c 1-12) $(date -u -r "$so" '+%Y-%m-%d %H:%M:%S UTC')"
-}
-
 # ---------------------------------------------------------------- main
 main() {
 	local t_start t_end stamp result_file name
@@ -579,9 +405,7 @@ main() {
 	LOG="$RUN_DIR/bench.log"
 	log "run directory $RUN_DIR; ROWS=$ROWS MAX_LOG_SIZE=$MAX_LOG_SIZE INSERT_SECONDS=$INSERT_SECONDS; load average ${R[load_start]}"
 
-	log "building copyload"
-	cc -O2 -Wall -o "$RUN_DIR/copyload" "$SCRIPT_DIR/copyload.c" -I"$("$PGBIN/pg_config" --includedir)" \
-		-lpq -lpthread -lm >>"$LOG" 2>&1 || die "could not build bench/copyload.c (libpq-dev installed?)"
+	build_copyload
 
 	setup_cluster
 	set_phase setup
@@ -597,16 +421,14 @@ main() {
 	R[so_end]=$(so_fingerprint)
 	[[ ${R[so_end]} == "${R[so_start]}" ]] \
 		|| note "chronicle_raft.so was reinstalled during the run (${R[so_start]} -> ${R[so_end]})"
-	if awk -v l="${R[load_start]%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-		note "the machine was busy at the start (load average ${R[load_start]} on $(nproc) cores): numbers are lower than on an idle box"
-	fi
+	note_busy_start
 
 	build_table
 	t_end=$(date +%s)
 	stamp=$(date -u +%Y%m%dT%H%M%SZ)
 	result_file="$OUT_DIR/catchup-results-$stamp.txt"
 	{
-		echo "chronicle_raft bench_catchup: a fourth node catches up by snapshot  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, commit $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+		echo "chronicle_raft bench_catchup: a fourth node catches up by snapshot  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, commit $(git_head))"
 		echo "3 nodes loaded with $ROWS events (ts timestamptz, sensor_id int4, value float8) by copyload; then add_node(4) while pgbench -c 1 inserts $INSERT_ROWS events per transaction into another stream on the leader for ${INSERT_SECONDS}s"
 		echo "chronicle: ${R[settings]}"
 		echo "chronicle_raft.so: md5 ${R[so_start]} (the library may hold uncommitted work)"
@@ -621,15 +443,9 @@ main() {
 		echo "Raft log after each load chunk (events loaded: sizes): $(paste -sd ';' "$RUN_DIR/logsize.chunks" | sed 's/;/; /g')"
 		echo "add_node() returned after $(fmt_s "${R[add_call_s]}") s; Raft log bound: chronicle_raft.max_log_size = $MAX_LOG_SIZE ($(size_bytes "$MAX_LOG_SIZE") bytes)"
 		echo "runtime: $((t_end - t_start)) s; load average at start: ${R[load_start]}, at end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
-		if ((${#NOTES[@]})); then
-			echo "notes:"
-			printf '  - %s\n' "${NOTES[@]}"
-		fi
+		print_notes
 	} >"$result_file"
-	cp "$result_file" "$OUT_DIR/catchup-results-latest.txt"
-	cp "$result_file" "$RUN_DIR/results.txt"
-	cat "$result_file"
-	log "table saved to $result_file"
+	publish_results "$result_file" catchup-results-latest.txt
 }
 
 main "$@"

@@ -45,69 +45,24 @@ FORWARDED_VARS=(ROWS COPY_BATCH COPY_CLIENTS COPY_REPEAT SECONDS_PGBENCH PGBENCH
 	CHRONICLE_CONF STEP_TIMEOUT SHARED_BUFFERS PGBIN OUT_DIR PORT_BASE KEEP_DATA)
 
 # ---------------------------------------------------------------- re-exec
-# initdb refuses to run as root: run everything as "postgres" (settings are
-# forwarded explicitly because runuser may reset parts of the environment).
-if [[ $EUID -eq 0 ]]; then
-	mkdir -p "$OUT_DIR"
-	chown postgres: "$OUT_DIR"
-	fwd=()
-	for v in "${FORWARDED_VARS[@]}"; do
-		fwd+=("$v=${!v}")
-	done
-	exec runuser -u postgres -- env "${fwd[@]}" bash "$SCRIPT_PATH" "$@"
-fi
+reexec_as_postgres "$@"
 
 # ---------------------------------------------------------------- helpers
 RUN_DIR=""
 LOG=/dev/null
 CLK_TCK=$(getconf CLK_TCK)
 declare -A R=()          # measured results, by key
-declare -A DATA=()       # server name -> data directory
-declare -A PORT=()       # server name -> PostgreSQL port
-declare -A STARTED=()    # server name -> 1 once we started it
 declare -A RAFT_PORT=()  # chronicle node id -> Raft port
-PICKED_PORTS=" "
 NOTES=()
-ALL_SERVERS=()           # in start order; stopped in reverse
 CHR=(c1 c2 c3)           # the chronicle nodes; node id = index + 1
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$LOG" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-note() { NOTES+=("$*"); log "NOTE: $*"; }
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-now_ns() { date +%s%N; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.6f", v[(NR + 1) / 2]; else printf "%.6f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-mean() { printf '%s\n' "$@" | awk '{ t += $1 } END { printf "%.6f", t / NR }'; }
-
-# PID of a server's postmaster, only while it is the live postmaster of
-# that data directory (guards against a stale postmaster.pid and PID reuse).
-postmaster_pid() {
-	local dir=${DATA[$1]} pid
-	[[ -f $dir/postmaster.pid ]] || return 1
-	pid=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null) || return 1
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir" || return 1
-	echo "$pid"
-}
-
-# Stop every server we started (by pg_ctl -D, falling back to SIGQUIT of
-# our own postmaster PID), then remove the data unless asked to keep it.
+# Stop every server we started, then remove the data unless asked to keep it.
 cleanup() {
-	local rc=$? i name pid
+	local rc=$?
 	trap - EXIT INT TERM
-	for ((i = ${#ALL_SERVERS[@]} - 1; i >= 0; i--)); do
-		name=${ALL_SERVERS[$i]}
-		[[ ${STARTED[$name]:-0} == 1 ]] || continue
-		pid=$(postmaster_pid "$name") || continue
-		log "stopping $name (postmaster PID $pid)"
-		if ! timeout 100 "$PGBIN/pg_ctl" -D "${DATA[$name]}" -m fast -w -t 60 stop >>"$LOG" 2>&1; then
-			pid=$(postmaster_pid "$name") && kill -QUIT "$pid" 2>/dev/null || true
-		fi
-	done
+	stop_servers
 	if [[ -n $RUN_DIR && $KEEP_DATA != 1 ]]; then
-		for name in "${ALL_SERVERS[@]}"; do
-			[[ -n ${DATA[$name]:-} ]] && rm -rf "${DATA[$name]}"
-		done
+		remove_server_data
 		rm -f "$RUN_DIR"/lat_*
 	fi
 	[[ -n $RUN_DIR ]] && log "logs kept in $RUN_DIR"
@@ -116,81 +71,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# psql against one of our servers (database postgres: chronicle_raft
-# replicates the streams of chronicle_raft.database, default postgres).
-psql_n() {
-	local name=$1
-	shift
-	timeout "$STEP_TIMEOUT" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 \
-		-h "$RUN_DIR" -p "${PORT[$name]}" -d postgres "$@"
-}
-sql_n() { psql_n "$1" -At -c "$2"; }
-
-# A free TCP port on 127.0.0.1 (a refused connection means nobody listens),
-# distinct from the ones already picked in this run, into PICKED (no
-# subshell: PICKED_PORTS must remember it).
-pick_port() {
-	local p
-	for ((p = PORT_BASE; p < PORT_BASE + 200; p++)); do
-		[[ $PICKED_PORTS == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			PICKED_PORTS+="$p "
-			PICKED=$p
-			return
-		fi
-	done
-	die "no free port in $PORT_BASE..$((PORT_BASE + 199)); set PORT_BASE"
-}
-
-# Settings shared by every server, for a 2-core / 24 GB box.  Durability is
-# the default everywhere (fsync, synchronous_commit = on).  autovacuum off:
-# no background vacuum of the heap inside a timed step; jit off.
-common_conf() {
-	cat <<EOF
-
-# ---- bench/bench_cluster.sh ----
-listen_addresses = '127.0.0.1'
-port = ${PORT[$1]}
-unix_socket_directories = '$RUN_DIR'
-max_connections = 40
-shared_buffers = $SHARED_BUFFERS
-work_mem = 16MB
-maintenance_work_mem = 256MB
-max_wal_size = 8GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-checkpoint_completion_target = 0.9
-synchronous_commit = on
-fsync = on
-autovacuum = off
-jit = off
-timezone = 'UTC'
-log_timezone = 'UTC'
-log_checkpoints = on
-log_line_prefix = '%m [%p] '
-statement_timeout = '${STEP_TIMEOUT}s'
-EOF
-}
-
-init_server() {
-	local name=$1
-	DATA[$name]="$RUN_DIR/$name"
-	pick_port
-	PORT[$name]=$PICKED
-	ALL_SERVERS+=("$name")
-	"$PGBIN/initdb" -D "${DATA[$name]}" -A trust -E UTF8 --locale=C -N >>"$LOG" 2>&1 \
-		|| die "initdb of $name failed (see $LOG)"
-	common_conf "$name" >>"${DATA[$name]}/postgresql.conf"
-}
-
-start_server() {
-	local name=$1
-	"$PGBIN/pg_ctl" -D "${DATA[$name]}" -l "$RUN_DIR/$name.log" -w -t 120 start >>"$LOG" 2>&1 \
-		|| die "$name did not start (see $RUN_DIR/$name.log)"
-	STARTED[$name]=1
-	log "$name up: port ${PORT[$name]}, postmaster PID $(postmaster_pid "$name")"
-}
 
 # ---------------------------------------------------------------- the peer
 # Primary "p0" with two streaming standbys s1, s2 from pg_basebackup -R;
@@ -205,10 +85,7 @@ synchronous_standby_names = 'ANY 1 (s1, s2)'
 EOF
 	start_server p0
 	for s in s1 s2; do
-		DATA[$s]="$RUN_DIR/$s"
-		pick_port
-		PORT[$s]=$PICKED
-		ALL_SERVERS+=("$s")
+		register_server "$s"
 		log "pg_basebackup -R for standby $s"
 		timeout "$STEP_TIMEOUT" "$PGBIN/pg_basebackup" -D "${DATA[$s]}" -R -X stream -c fast \
 			-d "host=127.0.0.1 port=${PORT[p0]} user=postgres application_name=$s" >>"$LOG" 2>&1 \
@@ -239,22 +116,14 @@ setup_chronicle() {
 	for i in 1 2 3; do
 		name=c$i
 		init_server "$name"
-		cat >>"${DATA[$name]}/postgresql.conf" <<EOF
-shared_preload_libraries = 'chronicle_raft'
-chronicle_raft.node_id = $i
-chronicle_raft.initial_cluster = '$members'
-chronicle_raft.cluster_secret = '$secret'
-chronicle_raft.election_timeout = $ELECTION_TIMEOUT
-chronicle_raft.heartbeat_interval = $HEARTBEAT_INTERVAL
-$CHRONICLE_CONF
-EOF
+		chronicle_conf "$i" "$members" "$secret" >>"${DATA[$name]}/postgresql.conf"
 	done
 	for name in "${CHR[@]}"; do start_server "$name"; done
 	R[raft_members]=$members
 	LEADER=$(wait_leader "${CHR[@]}") || die "the chronicle nodes elected no leader in 60 s"
 	log "chronicle leader: $LEADER"
 	for name in "${CHR[@]}"; do
-		R[chr_settings]=$(sql_n "$name" "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('chronicle_raft.election_timeout', 'chronicle_raft.heartbeat_interval', 'chronicle_raft.commit_wait', 'chronicle_raft.buffer_size', 'chronicle_raft.flush_interval', 'chronicle_raft.max_log_size')")
+		R[chr_settings]=$(chronicle_settings "$name")
 	done
 }
 
@@ -264,49 +133,6 @@ setup_single() {
 	echo "shared_preload_libraries = 'chronicle_raft'" >>"${DATA[single]}/postgresql.conf"
 	start_server single
 	psql_n single -c "CREATE EXTENSION chronicle_raft" >>"$LOG"
-}
-
-# wait_until SECONDS WHAT CONDITION: poll a bash condition every 0.1 s;
-# returns 1 (with a note) when it does not hold within SECONDS.
-wait_until() {
-	local secs=$1 what=$2 cond=$3 deadline
-	deadline=$(($(date +%s) + secs))
-	while (($(date +%s) < deadline)); do
-		if eval "$cond" 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	log "timed out after ${secs}s waiting until $what"
-	return 1
-}
-# the same, but a timeout ends the benchmark
-must_wait() { wait_until "$@" || die "timed out waiting until $2"; }
-
-# Print the name of the node the given live nodes agree is the leader
-# (exactly one says "leader" and all name it); fail after 60 s.
-wait_leader() {
-	local deadline name out role lid leaders ids n
-	deadline=$(($(date +%s) + 60))
-	while (($(date +%s) < deadline)); do
-		leaders=0
-		ids=" "
-		n=0
-		for name in "$@"; do
-			out=$(timeout 5 "$PGBIN/psql" -X -At -h "$RUN_DIR" -p "${PORT[$name]}" -d postgres \
-				-c "SELECT role, coalesce(leader_id, 0) FROM chronicle.status()" 2>/dev/null) || continue
-			IFS='|' read -r role lid <<<"$out"
-			[[ $role == leader ]] && leaders=$((leaders + 1))
-			[[ $ids == *" $lid "* ]] || ids+="$lid "
-			n=$((n + 1))
-		done
-		ids=${ids# }
-		ids=${ids% }
-		if ((n == $# && leaders == 1)) && [[ $ids =~ ^[1-9][0-9]*$ ]]; then
-			echo "c$ids"
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
 }
 
 status_of() { sql_n "$1" "SELECT role, term, coalesce(leader_id, 0), commit_index, applied_index FROM chronicle.status()"; }
@@ -448,17 +274,6 @@ bench_copy() {
 }
 
 # ---------------------------------------------------------------- pgbench
-pgb_num() { sed -n "s/^$2 = \([0-9.]*\).*/\1/p" "$1" | head -n 1; }
-
-# Percentile (0..100) of the latencies (ms) in pgbench per-transaction logs
-# (field 3 is the latency in microseconds), nearest-rank.
-latency_pct() {
-	local p=$1
-	shift
-	cat "$@" | awk '{ print $3 }' | sort -n |
-		awk -v p="$p" '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } k = int(NR * p / 100 + 0.999999); if (k < 1) k = 1; if (k > NR) k = NR; printf "%.3f", v[k] / 1000 }'
-}
-
 # 8 clients of one-row INSERT transactions against the peer's primary, the
 # chronicle leader and a chronicle follower, SECONDS_PGBENCH each, split
 # into PGBENCH_ROUNDS rounds in rotating order.
@@ -516,9 +331,9 @@ EOF
 		R[pgb_tps_$tgt]=$(mean ${tps[$tgt]})
 		R[pgb_all_$tgt]=${tps[$tgt]}
 		R[pgb_txn_$tgt]=${txn[$tgt]}
-		R[pgb_p50_$tgt]=$(latency_pct 50 "$RUN_DIR"/lat_"${tgt}"_*)
-		R[pgb_p99_$tgt]=$(latency_pct 99 "$RUN_DIR"/lat_"${tgt}"_*)
-		R[pgb_max_$tgt]=$(latency_pct 100 "$RUN_DIR"/lat_"${tgt}"_*)
+		R[pgb_p50_$tgt]=$(latency_pct 50 3 "$RUN_DIR"/lat_"${tgt}"_*)
+		R[pgb_p99_$tgt]=$(latency_pct 99 3 "$RUN_DIR"/lat_"${tgt}"_*)
+		R[pgb_max_$tgt]=$(latency_pct 100 3 "$RUN_DIR"/lat_"${tgt}"_*)
 	done
 	rm -f "$RUN_DIR"/lat_*
 	# every acknowledged INSERT is there, on every node
@@ -630,9 +445,6 @@ bench_failover() {
 }
 
 # ---------------------------------------------------------------- report
-TABLE=()
-row() { local IFS=$'\t'; TABLE+=("$*"); }
-fmt_int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 fmt_ms() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.2f", v; else printf "%.1f", v }'; }
 # two decimals, three when two would round a miss up to 1.00 (or a pass down)
 fmt_x() { awk -v v="$1" 'BEGIN { if (v >= 0.995 && v < 1.005) printf "%.3fx", v; else printf "%.2fx", v }'; }
@@ -668,16 +480,6 @@ build_table() {
 		"$(awk -v v="${R[fo_median]}" 'BEGIN { printf "%.2f", v }')" "-" "<= 3 s" "$(pass "${R[fo_median]} <= 3.0")"
 }
 
-# The installed extension library: others may rebuild and reinstall it
-# while the benchmark runs (a node restarted by the failover phase would
-# then load a different build), so its checksum is recorded at both ends.
-so_fingerprint() {
-	local so
-	so="$("$PGBIN/pg_config" --pkglibdir)/chronicle_raft.so"
-	[[ -f $so ]] || { echo "missing"; return; }
-	echo "$(md5sum "$so" | cut -c 1-12) $(date -u -r "$so" '+%Y-%m-%d %H:%M:%S UTC')"
-}
-
 # ---------------------------------------------------------------- main
 main() {
 	local t_start t_end stamp result_file c r1 rn
@@ -699,9 +501,7 @@ main() {
 	LOG="$RUN_DIR/bench.log"
 	log "run directory $RUN_DIR; ROWS=$ROWS COPY_BATCH=$COPY_BATCH COPY_CLIENTS=$COPY_CLIENTS SECONDS_PGBENCH=$SECONDS_PGBENCH FAILOVER_ROUNDS=$FAILOVER_ROUNDS; load average ${R[load_start]}"
 
-	log "building copyload"
-	cc -O2 -Wall -o "$RUN_DIR/copyload" "$SCRIPT_DIR/copyload.c" -I"$("$PGBIN/pg_config" --includedir)" \
-		-lpq -lpthread -lm >>"$LOG" 2>&1 || die "could not build bench/copyload.c (libpq-dev installed?)"
+	build_copyload
 
 	setup_peer
 	setup_chronicle
@@ -720,9 +520,7 @@ main() {
 	R[so_end]=$(so_fingerprint)
 	[[ ${R[so_end]} == "${R[so_start]}" ]] \
 		|| note "chronicle_raft.so was reinstalled during the run (${R[so_start]} -> ${R[so_end]}): nodes restarted in the failover phase loaded the new build"
-	if awk -v l="${R[load_start]%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-		note "the machine was busy at the start (load average ${R[load_start]} on $(nproc) cores): numbers are lower than on an idle box"
-	fi
+	note_busy_start
 
 	build_table
 	t_end=$(date +%s)
@@ -731,11 +529,11 @@ main() {
 	r1=$(calc "${R[copy_chr_1]} / ${R[copy_single_1]}")
 	rn=$(calc "${R[copy_chr_$COPY_CLIENTS]} / ${R[copy_single_$COPY_CLIENTS]}")
 	{
-		echo "chronicle_raft bench_cluster: 3-node chronicle vs heap + 2 sync standbys  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, commit $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+		echo "chronicle_raft bench_cluster: 3-node chronicle vs heap + 2 sync standbys  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, commit $(git_head))"
 		echo "COPY: $ROWS events per run, $COPY_BATCH per transaction, copyload (libpq, text COPY); INSERT: pgbench -c $PGBENCH_CLIENTS -j $PGBENCH_JOBS, ${SECONDS_PGBENCH}s per target"
 		echo "peer: primary + s1, s2 (pg_basebackup -R), synchronous_standby_names = 'ANY 1 (s1, s2)', synchronous_commit = on"
 		echo "chronicle: ${R[chr_settings]}"
-		echo "chronicle_raft.so: md5 ${R[so_start]} (git HEAD of the repository: $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'); the library may hold uncommitted work)"
+		echo "chronicle_raft.so: md5 ${R[so_start]} (git HEAD of the repository: $(git_head); the library may hold uncommitted work)"
 		echo "ratio: c/p = chronicle/peer (throughput, higher is better); p/c = peer/chronicle (latency, >1 = chronicle faster)"
 		echo
 		format_table
@@ -751,15 +549,9 @@ main() {
 		echo "1-row INSERT tps per round: peer $(fmt_list "${R[pgb_all_peer]}"); chronicle leader (${R[pgb_leader_node]}) $(fmt_list "${R[pgb_all_leader]}"); follower (${R[pgb_follower_node]}) $(fmt_list "${R[pgb_all_follower]}")"
 		echo "1-row INSERT max latency (ms): peer ${R[pgb_max_peer]}, leader ${R[pgb_max_leader]}, follower ${R[pgb_max_follower]}; pgbench CPU at most ${R[pgb_cpu_max]}% of one core; stream events out of time order: ${R[pgb_ooo]}"
 		echo "runtime: $((t_end - t_start)) s (setup ${R[t_setup]} s); load average at start: ${R[load_start]}, at end: $(cut -d ' ' -f 1-3 /proc/loadavg); 1-min load before each phase: ${R[load_phases]} (this run's own servers and clients count too)"
-		if ((${#NOTES[@]})); then
-			echo "notes:"
-			printf '  - %s\n' "${NOTES[@]}"
-		fi
+		print_notes
 	} >"$result_file"
-	cp "$result_file" "$OUT_DIR/cluster-results-latest.txt"
-	cp "$result_file" "$RUN_DIR/results.txt"
-	cat "$result_file"
-	log "table saved to $result_file"
+	publish_results "$result_file" cluster-results-latest.txt
 }
 
 main "$@"

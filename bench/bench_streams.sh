@@ -43,18 +43,7 @@ T0="2026-01-01 00:00:00+00"
 EVENT_US=10000
 
 # ---------------------------------------------------------------- re-exec
-# initdb refuses to run as root: run the whole benchmark as "postgres", with
-# an output directory that user can write.  The settings are forwarded
-# explicitly because runuser may reset parts of the environment.
-if [[ $EUID -eq 0 ]]; then
-	mkdir -p "$OUT_DIR"
-	chown postgres: "$OUT_DIR"
-	fwd=()
-	for v in "${FORWARDED_VARS[@]}"; do
-		fwd+=("$v=${!v}")
-	done
-	exec runuser -u postgres -- env "${fwd[@]}" bash "$SCRIPT_PATH" "$@"
-fi
+reexec_as_postgres "$@"
 
 # ---------------------------------------------------------------- helpers
 RUN_DIR=""
@@ -63,15 +52,6 @@ SERVER_STARTED=0
 LOG=/dev/null
 declare -A R=()        # measured results, by key
 NOTES=()               # anything odd, printed after the table
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$LOG" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-note() { NOTES+=("$*"); log "NOTE: $*"; }
-
-# Floating-point arithmetic via awk: calc '<expr>' (bash has integers only).
-calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-
-now_ns() { date +%s%N; }
 
 # Stop the server we started (by its postmaster PID, via pg_ctl) and remove
 # the bulky data unless asked to keep it.  Runs on every exit path.
@@ -100,7 +80,7 @@ trap 'exit 143' TERM
 # psql against the private server, failing on the first error; bounded in time.
 psql_b() {
 	timeout "$STEP_TIMEOUT" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 \
-		-h "$RUN_DIR" -p "$PORT" -d bench "$@"
+		-h "$RUN_DIR" -p "$SERVER_PORT" -d bench "$@"
 }
 
 # One value from a query.
@@ -138,27 +118,17 @@ EOF
 # the other side's load, so no checkpoint lands in the middle of a step.
 checkpoint() { psql_b -c "CHECKPOINT" >>"$LOG" 2>&1; }
 
-pick_port() {
-	local p
-	if [[ -n $BENCH_PORT ]]; then
-		echo "$BENCH_PORT"
-		return
-	fi
-	for ((p = 54320; p < 54420; p++)); do
-		# a refused connection means nobody listens there
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port in 54320..54419; set BENCH_PORT"
-}
-
 # ---------------------------------------------------------------- server
-start_server() {
+# The one server (the cluster scripts' helpers in lib.sh run several).
+setup_server() {
 	PGDATA_DIR="$RUN_DIR/data"
-	PORT=$(pick_port)
-	log "initdb in $PGDATA_DIR (port $PORT)"
+	if [[ -n $BENCH_PORT ]]; then
+		SERVER_PORT=$BENCH_PORT
+	else
+		pick_port_in 54320 100 BENCH_PORT
+		SERVER_PORT=$PICKED
+	fi
+	log "initdb in $PGDATA_DIR (port $SERVER_PORT)"
 	"$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C -N >>"$LOG" 2>&1 \
 		|| die "initdb failed (see $LOG)"
 
@@ -172,7 +142,7 @@ start_server() {
 
 # ---- bench/bench_streams.sh ----
 listen_addresses = '127.0.0.1'
-port = $PORT
+port = $SERVER_PORT
 unix_socket_directories = '$RUN_DIR'
 shared_preload_libraries = 'chronicle_raft'
 max_connections = 30
@@ -200,7 +170,7 @@ EOF
 		|| die "server did not start (see $RUN_DIR/server.log)"
 	SERVER_STARTED=1
 	log "server up, postmaster PID $(head -n 1 "$PGDATA_DIR/postmaster.pid")"
-	timeout 60 "$PGBIN/createdb" -h "$RUN_DIR" -p "$PORT" bench
+	timeout 60 "$PGBIN/createdb" -h "$RUN_DIR" -p "$SERVER_PORT" bench
 	psql_b -c "CREATE EXTENSION chronicle_raft" >>"$LOG" 2>&1
 }
 
@@ -239,11 +209,6 @@ EOF
 stream_events() { sql_val "SELECT events FROM chronicle.streams WHERE stream = '$1'::regclass"; }
 
 # ---------------------------------------------------------------- phases
-# Median of the numbers given as arguments.
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.6f", v[(NR + 1) / 2]; else printf "%.6f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-mean() { printf '%s\n' "$@" | awk '{ t += $1 } END { printf "%.6f", t / NR }'; }
-
 wal_lsn() { sql_val "SELECT pg_current_wal_insert_lsn()"; }
 wal_bytes() { sql_val "SELECT pg_wal_lsn_diff('$2', '$1')"; }
 
@@ -312,9 +277,6 @@ bench_insert_1000() {
 	check_count stream_ins "$ROWS_INSERT" "$(stream_events stream_ins)"
 }
 
-# Value of "name = number" in pgbench's report.
-pgb_num() { sed -n "s/^$2 = \([0-9.]*\).*/\1/p" "$1" | head -n 1; }
-
 # 8 clients doing one-row INSERT transactions.  The SECONDS_PGBENCH per side
 # are split into PGBENCH_ROUNDS rounds run in ABBA order (heap, stream,
 # stream, heap, ...) so that a drift in background load hits both sides
@@ -345,7 +307,7 @@ EOF
 			lsn0=$(wal_lsn)
 			timeout $((secs + 120)) "$PGBIN/pgbench" -n -M prepared \
 				-c "$PGBENCH_CLIENTS" -j "$PGBENCH_JOBS" -T "$secs" \
-				-h "$RUN_DIR" -p "$PORT" -f "$script" bench >"$out" 2>&1 \
+				-h "$RUN_DIR" -p "$SERVER_PORT" -f "$script" bench >"$out" 2>&1 \
 				|| { cat "$out" >>"$LOG"; die "pgbench INSERT into ${side}_pgb failed (see $out)"; }
 			lsn1=$(wal_lsn)
 			cat "$out" >>"$LOG"
@@ -395,7 +357,7 @@ time_query() {
 	rm -f "$RUN_DIR/lat_$key".*
 	timeout $((SECONDS_QUERY + STEP_TIMEOUT)) "$PGBIN/pgbench" -n -M prepared -c 1 -j 1 \
 		-T "$SECONDS_QUERY" -l --log-prefix="$RUN_DIR/lat_$key" \
-		-h "$RUN_DIR" -p "$PORT" -f "$qfile" bench >"$out" 2>&1 \
+		-h "$RUN_DIR" -p "$SERVER_PORT" -f "$qfile" bench >"$out" 2>&1 \
 		|| { cat "$out" >>"$LOG"; die "pgbench query $key failed (see $out)"; }
 	cat "$out" >>"$LOG"
 	R[q_mean_$key]=$(pgb_num "$out" "latency average")
@@ -480,11 +442,6 @@ bench_aggregates() {
 }
 
 # ---------------------------------------------------------------- report
-# Rows of the table, tab-separated; aligned by format_table.
-TABLE=()
-row() { local IFS=$'\t'; TABLE+=("$*"); }
-
-fmt_int() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 fmt_ms() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.3f", v; else printf "%.1f", v }'; }
 fmt_x() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.2fx", v; else printf "%.0fx", v }'; }
 # pass '<awk condition>': PASS or MISS (the condition is code, not data)
@@ -566,7 +523,7 @@ main() {
 	LOG="$RUN_DIR/bench.log"
 	log "run directory $RUN_DIR; ROWS=$ROWS ROWS_INSERT=$ROWS_INSERT SECONDS_PGBENCH=$SECONDS_PGBENCH SECONDS_QUERY=$SECONDS_QUERY"
 
-	start_server
+	setup_server
 
 	log "generating $ROWS + $ROWS events"
 	gen_events "$RUN_DIR/events_1.tsv" 0 "$ROWS"
@@ -583,7 +540,7 @@ main() {
 	stamp=$(date -u +%Y%m%dT%H%M%SZ)
 	result_file="$OUT_DIR/results-$stamp.txt"
 	{
-		echo "chronicle_raft bench_streams: heap vs stream  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, commit $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+		echo "chronicle_raft bench_streams: heap vs stream  ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, commit $(git_head))"
 		echo "ROWS=$ROWS (aggregate set: $((2 * ROWS)) events)  ROWS_INSERT=$ROWS_INSERT  pgbench: ${PGBENCH_CLIENTS} clients, ${SECONDS_PGBENCH}s  queries: ${SECONDS_QUERY}s each, median latency"
 		echo "ratio: s/h = stream/heap (higher is better for throughput, lower for size); h/s = heap/stream = speedup of the stream"
 		echo
@@ -595,15 +552,9 @@ main() {
 		echo "1-row INSERT tps per round: heap ${R[pgb_all_heap]}; stream ${R[pgb_all_stream]}" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+;?$/) { t = ($i ~ /;$/) ? ";" : ""; sub(/;$/, "", $i); $i = sprintf("%.0f%s", $i, t) } print }'
 		echo "1-row INSERT into the stream: ${R[pgb_ooo]} of ${R[pgb_rows_stream]} events arrived out of time order (committed after a newer event)"
 		echo "runtime: $((t_end - t_start)) s; load average at start: ${R[load_start]}, at end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
-		if ((${#NOTES[@]})); then
-			echo "notes:"
-			printf '  - %s\n' "${NOTES[@]}"
-		fi
+		print_notes
 	} >"$result_file"
-	cp "$result_file" "$OUT_DIR/results-latest.txt"
-	cp "$result_file" "$RUN_DIR/results.txt"
-	cat "$result_file"
-	log "table saved to $result_file"
+	publish_results "$result_file" results-latest.txt
 }
 
 main "$@"
