@@ -136,7 +136,8 @@ struct SnapshotWriter
 	char		path[MAXPGPATH];
 	char		tmppath[MAXPGPATH];
 	pg_crc32c	crc;
-	uint64		bytes;
+	uint64		bytes;			/* put so far */
+	uint64		written;		/* of which in the file */
 	char	   *buf;
 	Size		buflen;
 	StreamDef  *streams;
@@ -224,6 +225,9 @@ writer_flush(SnapshotWriter *w)
 		}
 		off += rc;
 	}
+	/* start writeback now, so the final fsync does not stall the loop */
+	pg_flush_data(w->fd, (off_t) w->written, (off_t) w->buflen);
+	w->written += w->buflen;
 	w->buflen = 0;
 }
 
