@@ -593,6 +593,34 @@ record_cluster_streams(const char *ddl)
 }
 
 /*
+ * Schemas are not replicated: a schema the user created on the origin only
+ * would make a replicated CREATE TABLE or SET SCHEMA succeed there and fail
+ * everywhere else.  So every node creates the schemas such a statement
+ * names, alike, before running it.
+ */
+static void
+ensure_schemas(const char *ddl)
+{
+	List	   *stmts = raw_parser(ddl, RAW_PARSE_DEFAULT);
+	ListCell   *lc;
+
+	foreach(lc, stmts)
+	{
+		Node	   *stmt = lfirst_node(RawStmt, lc)->stmt;
+		const char *schema = NULL;
+
+		if (IsA(stmt, CreateStmt))
+			schema = ((CreateStmt *) stmt)->relation->schemaname;
+		else if (IsA(stmt, AlterObjectSchemaStmt))
+			schema = ((AlterObjectSchemaStmt *) stmt)->newschema;
+		if (schema != NULL &&
+			SPI_execute(psprintf("CREATE SCHEMA IF NOT EXISTS %s", quote_identifier(schema)),
+						false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not create schema \"%s\"", schema);
+	}
+}
+
+/*
  * Run replicated DDL in a subtransaction: an error (the same on every node,
  * e.g. the table exists) is reported to the origin and the log goes on.
  */
@@ -609,6 +637,7 @@ apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
 		SPI_connect();
 		SetConfigOption("search_path", search_path, PGC_USERSET, PGC_S_SESSION);
 		PushActiveSnapshot(GetTransactionSnapshot());
+		ensure_schemas(ddl);
 		if (SPI_execute(ddl, false, 0) < 0)
 			elog(ERROR, "SPI_execute failed");
 		CommandCounterIncrement();

@@ -103,6 +103,19 @@ is($digests[2], $digests[0], 'node 3 holds the same events in the same order as 
 is($nodes[2]->safe_psql('postgres', "SELECT count, sum FROM chronicle.aggregate('ev', 'v', NULL::bigint, NULL)"),
 	'3000|301500', 'aggregates on a follower');
 
+# a stream in a schema that exists on the origin only: schemas are not
+# replicated, so every node creates the schema the statement names
+$nodes[0]->safe_psql('postgres', 'CREATE SCHEMA "Local Only"');
+$nodes[0]->safe_psql('postgres',
+	'CREATE TABLE "Local Only".ev2 (ts bigint NOT NULL, v int) USING chronicle');
+ok(wait_count("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		. "WHERE n.nspname = 'Local Only' AND c.relname = 'ev2'", '1', @nodes),
+	'a stream in a schema created on one node only is created on every node');
+$nodes[2]->safe_psql('postgres', 'INSERT INTO "Local Only".ev2 SELECT g, g FROM generate_series(1, 50) g');
+ok(wait_count('SELECT count(*) FROM "Local Only".ev2', '50', @nodes),
+	'and takes events on every node');
+$nodes[1]->safe_psql('postgres', 'DROP TABLE "Local Only".ev2');
+
 # linearizable reads: after read_barrier() a follower has every committed event
 {
 	my ($ldr) = grep { (status($_))[0] eq 'leader' } @nodes;
