@@ -1632,6 +1632,15 @@ install_received_snapshot(const raft_snapshot_meta *meta)
 	if (!snapshot_exists(meta->index))
 		elog(ERROR, "the snapshot at index %llu to install was not received",
 			 (unsigned long long) meta->index);
+	/*
+	 * This node's batches may or may not be inside the snapshot.  Say so
+	 * first: their backends then end their transactions and release the
+	 * stream locks the install needs.
+	 */
+	for (i = 0; i < ws.nfwd; i++)
+		queue_set_state(ws.fwd[i].slot, ws.fwd[i].batch_id, BATCH_UNKNOWN,
+						"a snapshot from the leader replaced this node's state before the events were seen applied");
+	ws.nfwd = 0;
 	if (raftlog_install_snapshot(ws.log, meta) != RAFTLOG_OK)
 		log_fail("recording a received snapshot");
 	snapshot_install(ws.cluster_id, meta->index, &res);
@@ -1642,12 +1651,6 @@ install_received_snapshot(const raft_snapshot_meta *meta)
 	ws.snapshot_ready = 0;
 	snapshot_remove_others(0, 0);
 	load_membership();
-
-	/* this node's batches may or may not be inside the snapshot */
-	for (i = 0; i < ws.nfwd; i++)
-		queue_set_state(ws.fwd[i].slot, ws.fwd[i].batch_id, BATCH_UNKNOWN,
-						"a snapshot from the leader replaced this node's state before the events were seen applied");
-	ws.nfwd = 0;
 	forget_applied_proposals(ws.applied);
 	ereport(LOG,
 			(errmsg("chronicle_raft: installed snapshot at index %llu: %d streams, %llu bytes in %ld ms",
