@@ -88,6 +88,7 @@
 #define SNAP_VERSION	1
 #define SNAP_IO_BUFFER	(1024 * 1024)
 #define SNAP_WAL_BATCH	32
+#define SNAP_WRITEBACK_BLOCKS 1024	/* a multiple of SNAP_WAL_BATCH */
 
 /*
  * Definitions of the replicated streams, fully qualified (run with
@@ -833,6 +834,9 @@ install_pages(SnapReader *r, Relation rel, BlockNumber nblocks, uint64 index)
 			smgrextend(smgr, MAIN_FORKNUM, blknos[i], ptrs[i], true);
 		}
 		blk += n;
+		/* start writeback as we go, so the final sync does not do it all */
+		if (blk % SNAP_WRITEBACK_BLOCKS == 0)
+			smgrwriteback(smgr, MAIN_FORKNUM, blk - SNAP_WRITEBACK_BLOCKS, SNAP_WRITEBACK_BLOCKS);
 		CHECK_FOR_INTERRUPTS();
 	}
 	/* the pages bypassed shared buffers: a checkpoint did not see them */
