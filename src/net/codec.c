@@ -68,10 +68,6 @@ typedef struct pb_build
 	Chronicle__Entry **entry_ptrs;	/* malloc'd */
 } pb_build;
 
-static void *default_alloc(void *ctx, size_t size);
-static void *default_realloc(void *ctx, void *ptr, size_t size);
-static void default_free(void *ctx, void *ptr);
-static void resolve_allocator(const raft_allocator *in, raft_allocator *out);
 static void *pb_alloc(void *ctx, size_t size);
 static void pb_free(void *ctx, void *ptr);
 static bool body_matches_type(raft_message_type type,
@@ -89,46 +85,6 @@ static int	convert_frame(const Chronicle__Frame *pf, codec_frame *f,
 
 /* Unchecked-cast helper: protobuf-c's pack only reads these buffers. */
 #define UNCONST(p)	((void *) (uintptr_t) (p))
-
-/*----------
- * Allocators
- *----------
- */
-static void *
-default_alloc(void *ctx, size_t size)
-{
-	(void) ctx;
-	return malloc(size);
-}
-
-static void *
-default_realloc(void *ctx, void *ptr, size_t size)
-{
-	(void) ctx;
-	return realloc(ptr, size);
-}
-
-static void
-default_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
-/* Same rule as raft_config.allocator: all NULL (or no struct) means libc. */
-static void
-resolve_allocator(const raft_allocator *in, raft_allocator *out)
-{
-	if (in != NULL && in->alloc != NULL && in->free != NULL)
-		*out = *in;
-	else
-	{
-		out->alloc = default_alloc;
-		out->realloc = default_realloc;
-		out->free = default_free;
-		out->ctx = NULL;
-	}
-}
 
 static void *
 pb_alloc(void *ctx, size_t size)
@@ -980,7 +936,7 @@ codec_frame_decode(const uint8_t *buf, size_t len, codec_frame *out,
 	if (len > CODEC_MAX_FRAME_SIZE)
 		return CODEC_ERR_TOO_LARGE;
 
-	resolve_allocator(allocator, &actx.alloc);
+	raft_allocator_resolve(allocator, &actx.alloc);
 	actx.failed = false;
 	pba.alloc = pb_alloc;
 	pba.free = pb_free;
@@ -1034,7 +990,7 @@ raft_msg_free(raft_message *m, const raft_allocator *allocator)
 
 	if (m == NULL)
 		return;
-	resolve_allocator(allocator, &a);
+	raft_allocator_resolve(allocator, &a);
 	if (m->entries != NULL)
 		a.free(a.ctx, m->entries);
 	if (m->snapshot.data != NULL)
@@ -1049,7 +1005,7 @@ codec_frame_free(codec_frame *f, const raft_allocator *allocator)
 
 	if (f == NULL)
 		return;
-	resolve_allocator(allocator, &a);
+	raft_allocator_resolve(allocator, &a);
 	switch (f->kind)
 	{
 		case CODEC_FRAME_RAFT:

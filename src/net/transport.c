@@ -116,45 +116,6 @@ static void closef(peer_conn *c, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 
 /*----------
- * Allocation through the configured raft_allocator
- *----------
- */
-static void *
-default_alloc(void *ctx, size_t size)
-{
-	(void) ctx;
-	return malloc(size);
-}
-
-static void *
-default_realloc(void *ctx, void *ptr, size_t size)
-{
-	(void) ctx;
-	return realloc(ptr, size);
-}
-
-static void
-default_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
-static void
-resolve_allocator(const raft_allocator *a, raft_allocator *out)
-{
-	if (a != NULL && a->alloc != NULL && a->realloc != NULL && a->free != NULL)
-		*out = *a;
-	else
-	{
-		out->alloc = default_alloc;
-		out->realloc = default_realloc;
-		out->free = default_free;
-		out->ctx = NULL;
-	}
-}
-
-/*----------
  * Small helpers
  *----------
  */
@@ -652,7 +613,7 @@ conn_create(const transport_config *cfg, int fd, bool outbound,
 			close(fd);
 		return NULL;
 	}
-	resolve_allocator(cfg->allocator, &a);
+	raft_allocator_resolve(cfg->allocator, &a);
 	c = a.alloc(a.ctx, sizeof(peer_conn));
 	if (c == NULL)
 	{

@@ -59,27 +59,6 @@ raft_panic(const char *file, int line, const char *cond)
 	abort();
 }
 
-static void *
-default_alloc(void *ctx, size_t size)
-{
-	(void) ctx;
-	return malloc(size);
-}
-
-static void *
-default_realloc(void *ctx, void *ptr, size_t size)
-{
-	(void) ctx;
-	return realloc(ptr, size);
-}
-
-static void
-default_free(void *ctx, void *ptr)
-{
-	(void) ctx;
-	free(ptr);
-}
-
 /* splitmix64: tiny, fast and good enough for election jitter. */
 static uint64_t
 rng_next(raft_node *node)
@@ -1679,14 +1658,7 @@ raft_node_create(const raft_config *cfg, const raft_restore *restore,
 		restore->applied > max_index(restore->hard_state.commit, restore->snapshot.index))
 		return RAFT_ERR_INVALID;
 
-	allocator = cfg->allocator;
-	if (allocator.alloc == NULL || allocator.realloc == NULL || allocator.free == NULL)
-	{
-		allocator.alloc = default_alloc;
-		allocator.realloc = default_realloc;
-		allocator.free = default_free;
-		allocator.ctx = NULL;
-	}
+	raft_allocator_resolve(&cfg->allocator, &allocator);
 	node = allocator.alloc(allocator.ctx, sizeof(raft_node));
 	if (node == NULL)
 		return RAFT_ERR_NOMEM;

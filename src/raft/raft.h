@@ -373,6 +373,12 @@ typedef struct raft_node raft_node;
  *----------
  */
 extern void raft_config_init(raft_config *cfg);
+
+/*
+ * The allocator rule of raft_config.allocator, for every module that takes
+ * one (src/net/ too): *in if all three functions are set, else libc.
+ */
+extern void raft_allocator_resolve(const raft_allocator *in, raft_allocator *out);
 extern int	raft_node_create(const raft_config *cfg, const raft_restore *restore,
 							 raft_node **node_out);
 extern void raft_node_destroy(raft_node *node);

@@ -28,6 +28,41 @@
 
 #include "raft_int.h"
 
+static void *
+default_alloc(void *ctx, size_t size)
+{
+	(void) ctx;
+	return malloc(size);
+}
+
+static void *
+default_realloc(void *ctx, void *ptr, size_t size)
+{
+	(void) ctx;
+	return realloc(ptr, size);
+}
+
+static void
+default_free(void *ctx, void *ptr)
+{
+	(void) ctx;
+	free(ptr);
+}
+
+void
+raft_allocator_resolve(const raft_allocator *in, raft_allocator *out)
+{
+	if (in != NULL && in->alloc != NULL && in->realloc != NULL && in->free != NULL)
+		*out = *in;
+	else
+	{
+		out->alloc = default_alloc;
+		out->realloc = default_realloc;
+		out->free = default_free;
+		out->ctx = NULL;
+	}
+}
+
 #define RAFT_ARENA_BLOCK_SIZE	(64 * 1024)
 #define RAFT_ARENA_HEADER		((sizeof(raft_arena_block) + 15) & ~(size_t) 15)
 
