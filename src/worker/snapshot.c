@@ -485,8 +485,9 @@ snapshot_stage_chunk(uint64 index, uint64 offset, const char *data, Size len, bo
 	ensure_dir();
 	snapshot_dir(dir, sizeof(dir));
 	snprintf(tmppath, sizeof(tmppath), "%s/receiving.tmp", dir);
-	fd = BasicOpenFilePerm(tmppath, O_RDWR | O_CREAT | (offset == 0 ? O_TRUNC : 0) | PG_BINARY,
-						   pg_file_create_mode);
+	/* a transient file: closed for us if an error ends the worker */
+	fd = OpenTransientFilePerm(tmppath, O_RDWR | O_CREAT | (offset == 0 ? O_TRUNC : 0) | PG_BINARY,
+							   pg_file_create_mode);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -496,15 +497,9 @@ snapshot_stage_chunk(uint64 index, uint64 offset, const char *data, Size len, bo
 		ssize_t		rc = pg_pwrite(fd, data + off, len - off, (off_t) (offset + off));
 
 		if (rc < 0)
-		{
-			int			save_errno = errno;
-
-			close(fd);
-			errno = save_errno;
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not write snapshot file \"%s\": %m", tmppath)));
-		}
 		off += rc;
 	}
 	if (done)
@@ -513,21 +508,15 @@ snapshot_stage_chunk(uint64 index, uint64 offset, const char *data, Size len, bo
 
 		/* a chunk ends the file: drop anything of an older, longer transfer */
 		if (ftruncate(fd, (off_t) (offset + len)) != 0 || pg_fsync(fd) != 0)
-		{
-			int			save_errno = errno;
-
-			close(fd);
-			errno = save_errno;
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not fsync snapshot file \"%s\": %m", tmppath)));
-		}
-		close(fd);
+		CloseTransientFile(fd);
 		snapshot_path(index, path, sizeof(path));
 		(void) durable_rename(tmppath, path, ERROR);
 		return;
 	}
-	close(fd);
+	CloseTransientFile(fd);
 }
 
 bool

@@ -1243,6 +1243,18 @@ remember_proposal(raft_index index, raft_term term, int n, const int *slots,
 	memcpy(pp->origins, origins, sizeof(uint64) * n);
 }
 
+/* Drop pending proposal i (order does not matter). */
+static void
+pending_remove(int i)
+{
+	struct PendingProposal *pp = &ws.pending[i];
+
+	pfree(pp->slots);
+	pfree(pp->batch_ids);
+	pfree(pp->origins);
+	ws.pending[i] = ws.pending[--ws.npending];
+}
+
 /* A proposal ended without being applied here: tell its batches' origins. */
 static void
 report_outcome(raft_index index, raft_term term, BatchState state, const char *msg)
@@ -1264,10 +1276,7 @@ report_outcome(raft_index index, raft_term term, BatchState state, const char *m
 				send_forward_result(pp->origins[b], pp->batch_ids[b],
 									state == BATCH_FAILED ? CODEC_FORWARD_FAILED : CODEC_FORWARD_UNKNOWN);
 		}
-		pfree(pp->slots);
-		pfree(pp->batch_ids);
-		pfree(pp->origins);
-		ws.pending[i] = ws.pending[--ws.npending];
+		pending_remove(i);
 		return;
 	}
 }
@@ -1279,16 +1288,8 @@ forget_applied_proposals(raft_index applied)
 	int			i;
 
 	for (i = 0; i < ws.npending; i++)
-	{
-		struct PendingProposal *pp = &ws.pending[i];
-
-		if (pp->index > applied)
-			continue;
-		pfree(pp->slots);
-		pfree(pp->batch_ids);
-		pfree(pp->origins);
-		ws.pending[i--] = ws.pending[--ws.npending];
-	}
+		if (ws.pending[i].index <= applied)
+			pending_remove(i--);
 }
 
 /*
