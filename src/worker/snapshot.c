@@ -925,7 +925,6 @@ snapshot_install(uint64 cluster_id, uint64 index, SnapshotInstallResult *result)
 		install_pages(&r, rel, nblocks, index);
 		relation_close(rel, NoLock);
 		installed[i] = relid;
-		result->pages += nblocks;
 	}
 	/* streams the cluster dropped (or renamed) while this node was away */
 	for (i = 0; i < (uint32) nlocal; i++)
@@ -946,7 +945,6 @@ snapshot_install(uint64 cluster_id, uint64 index, SnapshotInstallResult *result)
 
 	close(r.fd);
 	result->nstreams = (int) nstreams;
-	result->nmembers = (int) nmembers;
 	result->bytes = r.limit + 12;
 	PopActiveSnapshot();
 	SPI_finish();

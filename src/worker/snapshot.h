@@ -19,9 +19,7 @@ typedef struct SnapshotWriter SnapshotWriter;
 typedef struct SnapshotInstallResult
 {
 	int			nstreams;
-	int			nmembers;
 	uint64		bytes;
-	int64		pages;
 } SnapshotInstallResult;
 
 /* $PGDATA/chronicle_raft_snapshots */
