@@ -19,6 +19,7 @@ OBJS = \
 	src/tabplus/tabplus_page.o \
 	src/tabplus/tabplus.o \
 	src/tabplus/tabplus_xlog.o \
+	src/tabplus/tabplus_intent.o \
 	src/am/stream_am.o \
 	src/am/staging.o \
 	src/am/guard.o \

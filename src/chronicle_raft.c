@@ -71,6 +71,7 @@ _PG_init(void)
 		queue_shmem_request();
 	}
 	tabplus_register_rmgr();
+	tabplus_intent_shmem_request();
 	staging_register_callbacks();
 	guard_install_hooks();
 	timescan_install_hooks();

@@ -5,11 +5,14 @@
  *
  * Every event inserted into a stream is encoded (rowcodec.c) into memory
  * owned by the top-level transaction.  At XACT_EVENT_PRE_COMMIT each
- * stream's staged events are sorted by (event time, arrival) and applied as
- * one batch (tabplus_apply_batch) under the stream's exclusive lock; the
- * lock is released right after so that other committers can apply while
- * this transaction flushes its commit record.  Streams are applied in OID
- * order so that two committers always take stream locks in the same order.
+ * stream's staged events are sorted by (event time, arrival) and WAL-logged
+ * as a commit intent (tabplus_intent.c); at XACT_EVENT_COMMIT, after the
+ * commit record, they are applied as one batch (tabplus_apply_batch) under
+ * the stream's exclusive lock, streams in OID order.  So the tree only ever
+ * holds committed events: a crash before the commit record leaves nothing,
+ * and a crash after it is finished from the intent at the next start.
+ * Committers of one stream still group-commit: no stream lock is held
+ * across the commit record's flush.
  *
  * Savepoints: a stream keeps a list of marks, one pushed whenever a
  * different subtransaction first stages into it and one at every TRUNCATE.
@@ -19,9 +22,9 @@
  * by S and its children.  TRUNCATE discards the events staged before it by
  * moving apply_from, which a rolled-back savepoint also restores.
  *
- * The apply at pre-commit is the point where a transaction's events become
- * visible to others; it comes just before the commit record is written.
- * Replicated operation replaces tabplus_apply_batch here by a proposal to
+ * The apply after the commit record is the point where a transaction's
+ * events become visible to others; COMMIT returns once it is done.
+ * Replicated operation replaces the intent and the apply by a proposal to
  * the Raft log and a wait (see docs/architecture.md).
  *
  *-------------------------------------------------------------------------
@@ -30,13 +33,14 @@
 
 #include "access/relation.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
-#include "storage/predicate.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -73,7 +77,21 @@ typedef struct StreamStage
 	int			maxmarks;
 } StreamStage;
 
+/* a stream's batch logged at pre-commit, applied after the commit record */
+typedef struct CommitApply
+{
+	Relation	rel;
+	StreamLayout *layout;
+	StagedRow  *rows;
+	int64		nrows;
+	uint64		intent_id;
+} CommitApply;
+
 static HTAB *stages = NULL;
+static CommitApply *commit_applies = NULL;
+static int	ncommit_applies = 0;
+static bool delaying_checkpoint = false;
+static LocalTransactionId committing_lxid = InvalidLocalTransactionId;
 static StreamStage *last_stage = NULL;	/* cache for runs of inserts */
 static StringInfoData encode_buf;
 static bool encode_buf_ready = false;
@@ -250,17 +268,6 @@ staging_truncate(Oid relid)
 	stage->apply_from = stage->nrows;
 }
 
-/* Sort a stream's staged events by (time, arrival) and apply them. */
-static void
-stage_apply(StreamStage *stage, Relation rel, bool *locked)
-{
-	StagedRow  *rows = stage->rows + stage->apply_from;
-	int64		n = stage->nrows - stage->apply_from;
-
-	tabplus_sort_batch(rows, n);
-	tabplus_apply_batch(rel, stage->layout, rows, n, 0, locked);
-}
-
 /*
  * Replicated server: hand every stream's staged events to the worker as one
  * batch and wait for its outcome (queue.c).  The worker applies them on
@@ -317,21 +324,20 @@ staging_replicate_all(void)
 }
 
 /*
- * Apply every stream's staged events at pre-commit.  Everything that can
- * fail for reasons outside our control is done before the first event is
- * applied: the serialization check of a SERIALIZABLE transaction (which
- * CommitTransaction would otherwise run after us) and taking every stream's
- * lock, in OID order.  So an error leaves no stream half written.
+ * Pre-commit of a single-node transaction: WAL-log every stream's sorted
+ * batch as a commit intent (tabplus_intent.c), to be applied once the
+ * commit record is written.  Everything that can fail happens here, so an
+ * error still aborts the transaction with no stream touched.  From the
+ * first intent until the apply is done this backend delays checkpoint
+ * completion: a checkpoint past an intent must find its batch applied.
  */
 static void
-staging_apply_all(void)
+staging_log_intents(void)
 {
 	HASH_SEQ_STATUS status;
 	StreamStage *stage;
 	long		n = hash_get_num_entries(stages);
 	Oid		   *relids = palloc(sizeof(Oid) * n);
-	Relation   *rels = palloc0(sizeof(Relation) * n);
-	bool	   *locked = palloc0(sizeof(bool) * n);
 	long		k = 0;
 	long		i;
 
@@ -343,49 +349,159 @@ staging_apply_all(void)
 		return;
 	qsort(relids, k, sizeof(Oid), oid_cmp);
 
-	if (IsolationIsSerializable())
-		PreCommit_CheckForSerializationFailure();
-
+	commit_applies = MemoryContextAllocZero(TopTransactionContext, sizeof(CommitApply) * k);
+	ncommit_applies = 0;
 	for (i = 0; i < k; i++)
 	{
-		TabPlusMeta meta;
+		CommitApply *ca;
+		Relation	rel;
+		StagedRow  *rows;
+		int64		nrows;
 
 		/* a stream dropped later in this transaction has nothing to apply */
-		rels[i] = try_relation_open(relids[i], RowExclusiveLock);
-		if (rels[i] == NULL)
+		rel = try_relation_open(relids[i], RowExclusiveLock);
+		if (rel == NULL)
 			continue;
+		stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
+		rows = stage->rows + stage->apply_from;
+		nrows = stage->nrows - stage->apply_from;
+		tabplus_sort_batch(rows, nrows);
+
+		/* batches committed before a crash go first */
+		tabplus_intent_resume(rel);
+
+		if (!RelationNeedsWAL(rel))
+		{
+			bool		locked = true;
+
+			/*
+			 * wal_level = minimal and the stream's storage was created in
+			 * this transaction: it only survives if we commit, so applying
+			 * now is atomic (and after the commit its sync is done).
+			 */
+			LockPage(rel, TABPLUS_META_BLOCK, ExclusiveLock);
+			tabplus_apply_batch(rel, stage->layout, rows, nrows, 0, 0, &locked);
+			UnlockPage(rel, TABPLUS_META_BLOCK, ExclusiveLock);
+			relation_close(rel, NoLock);
+			continue;
+		}
+
+		if (!delaying_checkpoint)
+		{
+			MyProc->delayChkptFlags |= DELAY_CHKPT_COMPLETE;
+			delaying_checkpoint = true;
+			committing_lxid = MyProc->lxid;
+		}
+		ca = &commit_applies[ncommit_applies++];
+		ca->rel = rel;
+		ca->layout = stage->layout;
+		ca->rows = rows;
+		ca->nrows = nrows;
+		ca->intent_id = tabplus_intent_log(rel, rows, nrows, false);
 
 		/*
-		 * A single event into an existing tree needs no stream lock unless
-		 * it splits a page (tabplus_apply_batch then takes it): committing
-		 * single rows neither queue behind each other's lock nor wait for
-		 * scans.  Everything else is applied under the lock.
+		 * Wait here, cancellably, for scans that hold the stream: the lock
+		 * is taken again after the commit record, where a wait cannot be
+		 * interrupted.
 		 */
-		stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
-		if (k == 1 && stage->nrows - stage->apply_from == 1 &&
-			tabplus_read_meta(rels[i], &meta))
-			continue;
-		stream_lock(rels[i], true);
-		locked[i] = true;
-	}
-	for (i = 0; i < k; i++)
-	{
-		if (rels[i] == NULL)
-			continue;
-		stage = hash_search(stages, &relids[i], HASH_FIND, NULL);
-		stage_apply(stage, rels[i], &locked[i]);
-	}
-	for (i = 0; i < k; i++)
-	{
-		if (rels[i] == NULL)
-			continue;
-		if (locked[i])
-			stream_unlock(rels[i], true);
-		relation_close(rels[i], NoLock);
+		if (k > 1 || nrows > 1)
+		{
+			LockPage(rel, TABPLUS_META_BLOCK, ExclusiveLock);
+			UnlockPage(rel, TABPLUS_META_BLOCK, ExclusiveLock);
+		}
 	}
 	pfree(relids);
-	pfree(rels);
-	pfree(locked);
+}
+
+static void
+stop_delaying_checkpoint(void)
+{
+	if (delaying_checkpoint)
+	{
+		MyProc->delayChkptFlags &= ~DELAY_CHKPT_COMPLETE;
+		delaying_checkpoint = false;
+	}
+}
+
+/*
+ * After the commit record: apply the batches logged at pre-commit.  The
+ * transaction can no longer abort, so an ERROR here would PANIC (and
+ * recovery would then finish the batch from its intent).  Interrupts are
+ * held by CommitTransaction.  A lock wait must not end in an error either:
+ * no deadlock check or lock timeout of our own; a cycle through this
+ * backend is broken by the other waiter's deadlock check.  Locks are taken
+ * in OID order.  A single event into an existing tree needs no stream lock
+ * unless it splits a page (tabplus_apply_batch then takes it).
+ */
+static void
+staging_apply_committed(void)
+{
+	int			saved_deadlock_timeout = DeadlockTimeout;
+	int			saved_lock_timeout = LockTimeout;
+	TabPlusMeta meta;
+	XLogRecPtr	redo;
+	bool	   *locked;
+	int			i;
+
+	if (ncommit_applies == 0)
+	{
+		stop_delaying_checkpoint();
+		return;
+	}
+	/*
+	 * ProcArrayEndTransaction has just cleared our DELAY_CHKPT_COMPLETE and
+	 * our virtual transaction id, without which the checkpointer ignores
+	 * the flag.  Put both back until the batches are applied, so that a
+	 * checkpoint whose redo pointer is past our intents waits for them.  A
+	 * checkpoint that looked in between may have missed us; if its redo
+	 * pointer is past an intent, log that batch again (now as committed)
+	 * so that recovery from it still finds the events.  The spinlock in
+	 * GetRedoRecPtr() orders our stores before that read.
+	 */
+	MyProc->lxid = committing_lxid;
+	MyProc->delayChkptFlags |= DELAY_CHKPT_COMPLETE;
+	delaying_checkpoint = true;
+	redo = GetRedoRecPtr();
+	for (i = 0; i < ncommit_applies; i++)
+	{
+		CommitApply *ca = &commit_applies[i];
+
+		if (redo >= ca->intent_id)
+			ca->intent_id = tabplus_intent_log(ca->rel, ca->rows, ca->nrows, true);
+	}
+
+	DeadlockTimeout = INT_MAX;
+	LockTimeout = 0;
+
+	locked = palloc0(sizeof(bool) * ncommit_applies);
+	if (ncommit_applies > 1 || commit_applies[0].nrows > 1 ||
+		!tabplus_read_meta(commit_applies[0].rel, &meta))
+	{
+		for (i = 0; i < ncommit_applies; i++)
+		{
+			LockPage(commit_applies[i].rel, TABPLUS_META_BLOCK, ExclusiveLock);
+			locked[i] = true;
+		}
+	}
+	for (i = 0; i < ncommit_applies; i++)
+	{
+		CommitApply *ca = &commit_applies[i];
+
+		tabplus_apply_batch(ca->rel, ca->layout, ca->rows, ca->nrows, 0,
+							ca->intent_id, &locked[i]);
+	}
+	stop_delaying_checkpoint();
+	MyProc->lxid = InvalidLocalTransactionId;
+	for (i = 0; i < ncommit_applies; i++)
+	{
+		if (locked[i])
+			UnlockPage(commit_applies[i].rel, TABPLUS_META_BLOCK, ExclusiveLock);
+		relation_close(commit_applies[i].rel, NoLock);
+	}
+	DeadlockTimeout = saved_deadlock_timeout;
+	LockTimeout = saved_lock_timeout;
+	commit_applies = NULL;
+	ncommit_applies = 0;
 }
 
 static void
@@ -400,7 +516,7 @@ staging_xact_callback(XactEvent event, void *arg)
 				if (cluster_enabled() && !am_cluster_worker)
 					staging_replicate_all();
 				else
-					staging_apply_all();
+					staging_log_intents();
 				stages = NULL;
 				last_stage = NULL;
 			}
@@ -413,11 +529,18 @@ staging_xact_callback(XactEvent event, void *arg)
 						 errhint("Commit stream inserts with a plain COMMIT.")));
 			break;
 		case XACT_EVENT_COMMIT:
+			staging_apply_committed();
+			stages = NULL;
+			last_stage = NULL;
+			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* the memory goes with TopTransactionContext */
+			/* the memory and relation references go with the transaction */
+			stop_delaying_checkpoint();
+			commit_applies = NULL;
+			ncommit_applies = 0;
 			stages = NULL;
 			last_stage = NULL;
 			break;

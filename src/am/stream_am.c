@@ -6,7 +6,7 @@
  *
  * Writes never touch the tree directly: tuple_insert and multi_insert stage
  * encoded events for the transaction (staging.c), which applies them as one
- * sorted batch at pre-commit.  So rows of aborted transactions or rolled
+ * sorted batch right after the commit record.  So rows of aborted transactions or rolled
  * back savepoints never reach storage, and a transaction does not see its
  * own uncommitted events.
  *
@@ -21,7 +21,8 @@
  * precise message.
  *
  * No visibility information is stored: the tree only ever holds committed
- * (pre-committed) events, so every snapshot sees everything in it.
+ * events, so every snapshot sees everything in it.  stream_lock() first
+ * applies batches committed before a crash (tabplus_intent.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -122,6 +123,8 @@ stream_open(Oid relid, LOCKMODE lockmode)
 void
 stream_lock(Relation rel, bool exclusive)
 {
+	/* events committed before a crash are applied before anyone looks */
+	tabplus_intent_resume(rel);
 	LockPage(rel, TABPLUS_META_BLOCK, exclusive ? ExclusiveLock : ShareLock);
 }
 

@@ -33,9 +33,10 @@
  * WAL: each step of an apply (insert a run of events into one leaf and add
  * their aggregate to every entry on the path, or one split cascade) is one
  * tabplus_xlog.c record covering all its pages, so a crash at any point
- * leaves a consistent tree.  A batch spans several records; a crash in the
- * middle of applying a batch can leave a prefix of it applied (see
- * docs/storage.md: the replicated path resumes it from the Raft log).
+ * leaves a consistent tree.  A batch spans several records and is only
+ * applied once it is committed (single node: after the commit record, from
+ * a WAL-logged intent; replicated: from the Raft log); its progress in the
+ * meta page lets a restart resume it where it stopped.
  *
  *-------------------------------------------------------------------------
  */
@@ -424,8 +425,7 @@ tabplus_sort_batch(StagedRow *rows, int64 nrows)
 }
 
 /*
- * Apply a batch of events sorted by (time, arrival).  The caller holds the
- * stream lock in ExclusiveLock.
+ * Apply a batch of events sorted by (time, arrival).
  *
  * The caller normally holds the stream lock in ExclusiveLock
  * (*stream_locked true).  A single event may come without it: one insert
@@ -435,6 +435,10 @@ tabplus_sort_batch(StagedRow *rows, int64 nrows)
  * structural step the lock is taken here and *stream_locked set; the
  * caller releases it.
  *
+ * A single-node batch applied after its commit (intent_id > 0, see
+ * tabplus_intent.c) is tracked the same way in intent_id/intent_done, and
+ * the step that completes it names the intent in its WAL record.
+ *
  * A batch from the Raft log (log_index > 0) is applied exactly once: every
  * step records in the meta page, in the same WAL record, how many of the
  * entry's events are in, so after a crash the same entry (sorted the same
@@ -443,7 +447,7 @@ tabplus_sort_batch(StagedRow *rows, int64 nrows)
 void
 tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 					StagedRow *rows, int64 nrows, uint64 log_index,
-					bool *stream_locked)
+					uint64 intent_id, bool *stream_locked)
 {
 	TreeCtx		ctx;
 	MemoryContext oldcxt;
@@ -471,6 +475,8 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 			else if (meta.applying_index == log_index)
 				i = Min(meta.applying_done, nrows);
 		}
+		else if (intent_id > 0 && meta.intent_id == intent_id)
+			i = Min(meta.intent_done, nrows);	/* resumed after a crash */
 	}
 
 	while (i < nrows)
@@ -545,6 +551,21 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 			meta->applying_done = i;
 			if (i == nrows)
 				meta->applied_index = log_index;
+		}
+		if (intent_id > 0)
+		{
+			/*
+			 * Progress goes in the meta page only under the stream lock:
+			 * an unlocked single event completes in this one step, and
+			 * must not overwrite the progress of a locked batch.
+			 */
+			if (*stream_locked)
+			{
+				meta->intent_id = intent_id;
+				meta->intent_done = i;
+			}
+			if (i == nrows)
+				ctx.wal.completes_intent = intent_id;
 		}
 		if (i == nrows)
 			meta->batches++;

@@ -13,12 +13,13 @@
 #include "postgres.h"
 #include "storage/block.h"
 #include "storage/bufpage.h"
+#include "access/xlogreader.h"
 #include "utils/rel.h"
 
 #include "tabplus/rowcodec.h"
 
 #define TABPLUS_MAGIC		0x43485442	/* "CHTB" */
-#define TABPLUS_VERSION		1
+#define TABPLUS_VERSION		2
 #define TABPLUS_META_BLOCK	0
 #define TABPLUS_MAX_HEIGHT	15
 
@@ -61,6 +62,8 @@ typedef struct TabPlusMeta
 	uint64		applied_index;	/* last Raft log index fully applied */
 	uint64		applying_index; /* Raft log index being applied ... */
 	int64		applying_done;	/* ... and how many of its events are in */
+	uint64		intent_id;		/* single node: commit intent being applied ... */
+	int64		intent_done;	/* ... and how many of its events are in */
 } TabPlusMeta;
 
 #define TabPlusPageGetMeta(page) ((TabPlusMeta *) PageGetContents(page))
@@ -145,7 +148,7 @@ typedef struct StagedRow
 extern void tabplus_sort_batch(StagedRow *rows, int64 nrows);
 extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows, uint64 log_index,
-								bool *stream_locked);
+								uint64 intent_id, bool *stream_locked);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
 extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
 									 const TabPlusMeta *meta, int64 ts);
@@ -157,6 +160,7 @@ extern void tabplus_aggregate(Relation rel, const StreamLayout *layout,
 /* ---- WAL (tabplus_xlog.c) ---- */
 #define RM_CHRONICLE_ID		213
 #define XLOG_TABPLUS_PAGES	0x10
+#define XLOG_TABPLUS_INTENT	0x20
 #define TABPLUS_WAL_MAX_PAGES 32
 
 typedef struct TabPlusWal
@@ -167,6 +171,7 @@ typedef struct TabPlusWal
 	bool		isnew[TABPLUS_WAL_MAX_PAGES];
 	PGAlignedBlock *work;		/* TABPLUS_WAL_MAX_PAGES working copies */
 	char	   *deltas;			/* delta encoding space */
+	uint64		completes_intent;	/* the record completes this intent */
 } TabPlusWal;
 
 extern void tabplus_wal_init(TabPlusWal *w, Relation rel);
@@ -174,5 +179,15 @@ extern Page tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew);
 extern void tabplus_wal_finish(TabPlusWal *w);
 extern void tabplus_wal_release(TabPlusWal *w);
 extern void tabplus_register_rmgr(void);
+
+/* ---- commit intents (tabplus_intent.c) ---- */
+extern uint64 tabplus_intent_log(Relation rel, StagedRow *rows, int64 nrows,
+								 bool committed);
+extern void tabplus_intent_resume(Relation rel);
+extern void tabplus_intent_shmem_request(void);
+extern void tabplus_intent_redo(XLogReaderState *record);
+extern void tabplus_intent_redo_completed(uint64 intent_id);
+extern void tabplus_intent_recovery_start(void);
+extern void tabplus_intent_recovery_end(void);
 
 #endif							/* CHRONICLE_TABPLUS_H */

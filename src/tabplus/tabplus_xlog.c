@@ -22,7 +22,9 @@
  * Record layout: main data = uint16 number of pages; per changed page, block
  * data = its delta fragments (absent when the page is logged as a full-page
  * image).  New pages are registered REGBUF_WILL_INIT and replayed onto a
- * zeroed page.  Registered pages that did not change are left out.  The library must be preloaded
+ * zeroed page.  Registered pages that did not change are left out.  A record
+ * that completes a single-node commit intent carries the intent's id after
+ * the page count (tabplus_intent.c).  The library must be preloaded
  * (shared_preload_libraries) so that the startup process can replay these
  * records; the rmgr is registered from _PG_init.
  *
@@ -64,6 +66,7 @@ tabplus_wal_init(TabPlusWal *w, Relation rel)
 	w->npages = 0;
 	w->work = wal_work;
 	w->deltas = wal_deltas;
+	w->completes_intent = 0;
 }
 
 /*
@@ -157,6 +160,8 @@ tabplus_wal_finish(TabPlusWal *w)
 
 		XLogBeginInsert();
 		XLogRegisterData((char *) &npages, sizeof(npages));
+		if (w->completes_intent != 0)
+			XLogRegisterData((char *) &w->completes_intent, sizeof(uint64));
 		for (i = 0; i < w->npages; i++)
 		{
 			if (!changed[i])
@@ -175,6 +180,7 @@ tabplus_wal_finish(TabPlusWal *w)
 	}
 	END_CRIT_SECTION();
 
+	w->completes_intent = 0;
 	tabplus_wal_release(w);
 }
 
@@ -187,6 +193,11 @@ tabplus_redo(XLogReaderState *record)
 	XLogRecPtr	lsn = record->EndRecPtr;
 	int			block_id;
 
+	if (info == XLOG_TABPLUS_INTENT)
+	{
+		tabplus_intent_redo(record);
+		return;
+	}
 	if (info != XLOG_TABPLUS_PAGES)
 		elog(PANIC, "chronicle_raft redo: unknown record type %u", info);
 
@@ -220,15 +231,37 @@ tabplus_redo(XLogReaderState *record)
 		if (BufferIsValid(buf))
 			UnlockReleaseBuffer(buf);
 	}
+
+	if (XLogRecGetDataLen(record) >= sizeof(uint16) + sizeof(uint64))
+	{
+		uint64		intent_id;
+
+		memcpy(&intent_id, XLogRecGetData(record) + sizeof(uint16), sizeof(uint64));
+		tabplus_intent_redo_completed(intent_id);
+	}
 }
 
 static void
 tabplus_desc(StringInfo buf, XLogReaderState *record)
 {
+	uint8		info = XLogRecGetInfo(record) & ~XLR_INFO_MASK;
 	uint16		npages;
 
+	if (info == XLOG_TABPLUS_INTENT)
+	{
+		appendStringInfo(buf, "intent %u bytes", XLogRecGetDataLen(record));
+		return;
+	}
 	memcpy(&npages, XLogRecGetData(record), sizeof(npages));
 	appendStringInfo(buf, "pages %u", npages);
+	if (XLogRecGetDataLen(record) >= sizeof(uint16) + sizeof(uint64))
+	{
+		uint64		intent_id;
+
+		memcpy(&intent_id, XLogRecGetData(record) + sizeof(uint16), sizeof(uint64));
+		appendStringInfo(buf, ", completes intent %X/%X",
+						 (uint32) (intent_id >> 32), (uint32) intent_id);
+	}
 }
 
 static const char *
@@ -236,6 +269,8 @@ tabplus_identify(uint8 info)
 {
 	if ((info & ~XLR_INFO_MASK) == XLOG_TABPLUS_PAGES)
 		return "TABPLUS_PAGES";
+	if ((info & ~XLR_INFO_MASK) == XLOG_TABPLUS_INTENT)
+		return "TABPLUS_INTENT";
 	return NULL;
 }
 
@@ -252,8 +287,8 @@ static RmgrData tabplus_rmgr = {
 	.rm_redo = tabplus_redo,
 	.rm_desc = tabplus_desc,
 	.rm_identify = tabplus_identify,
-	.rm_startup = NULL,
-	.rm_cleanup = NULL,
+	.rm_startup = tabplus_intent_recovery_start,
+	.rm_cleanup = tabplus_intent_recovery_end,
 	.rm_mask = tabplus_mask,
 	.rm_decode = NULL
 };

@@ -554,7 +554,7 @@ apply_streams(raft_index index, StreamRows *streams, int *nstreams)
 		{
 			bool		locked = true;
 
-			tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, index, &locked);
+			tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, index, 0, &locked);
 		}
 		stream_unlock(rel, true);
 		relation_close(rel, NoLock);

@@ -10,9 +10,11 @@
 # CHECKPOINT in the middle of its load and is modified after it) and of page
 # deltas only (stream b is created after that checkpoint), the skip-WAL path
 # of wal_level = minimal (streams created and loaded in one transaction), a
-# crash while a big transaction is applying its events at COMMIT (all or
-# none of them may survive, never a part), and durability of an acknowledged
-# COMMIT when only the committing backend can flush WAL.
+# crash while a committed big transaction is applying its events (all of
+# them survive: recovery keeps the batch in a side file that the first read
+# of the stream finishes, even after a clean restart in between), and
+# durability of an acknowledged COMMIT when only the committing backend can
+# flush WAL.
 #
 # wal_consistency_checking makes the startup process compare every replayed
 # TAB+ page with the image the primary wrote, so a redo that builds a
@@ -304,29 +306,31 @@ INSERT INTO b SELECT i, 999, 1 FROM generate_series(1, 3000) i;
 INSERT INTO r VALUES ($T0 + interval '1 year', 999, 1);});
 
 # a transaction committing 1.5M events into stream big: crash while COMMIT
-# applies them to the tree.  Afterwards the stream must hold all of them (if
-# the commit record made it) or none (if it did not), never a part.
+# applies them to the tree, after its commit record.  Afterwards the stream
+# must hold all of them (if the commit record made it) or none (if it did
+# not), never a part: the events are applied only after the commit record,
+# and a crash in the middle is finished from the WAL-logged intent.
 my $nbig = 1500000;
 my $bigs = $node->background_psql('postgres', on_error_stop => 1);
 $bigs->query_safe("BEGIN; INSERT INTO big SELECT i, 1 FROM generate_series(1, $nbig) i;");
+my $bigxid = $bigs->query_safe("SELECT pg_current_xact_id()");
+$bigxid =~ s/\s+//g;
 my $watch = $node->background_psql('postgres', on_error_stop => 1);
 $bigs->{stdin} .= "COMMIT;\n\\echo big_committed\n";
 $bigs->{run}->pump_nb();
 
-# wait until the apply holds the stream's exclusive lock, then let the WAL
-# writer push part of the batch's records out before crashing
+# wait until the transaction is committed but COMMIT has not returned: the
+# backend is applying the events; let part of that reach the WAL, then crash
 my $applying = 0;
 my $deadline = time() + 60;
 while (time() < $deadline)
 {
 	$bigs->{run}->pump_nb();
 	last if $bigs->{stdout} =~ /big_committed/;
-	if ($watch->query_safe(
-			q{SELECT count(*) FROM pg_locks
-			   WHERE locktype = 'page' AND relation = 'big'::regclass
-			     AND mode = 'ExclusiveLock' AND granted}) eq '1')
+	if ($watch->query_safe("SELECT pg_xact_status('$bigxid')") eq 'committed')
 	{
-		$applying = 1;
+		$bigs->{run}->pump_nb();
+		$applying = 1 unless $bigs->{stdout} =~ /big_committed/;
 		last;
 	}
 	usleep(5_000);
@@ -335,7 +339,9 @@ usleep(100_000) if $applying;
 $bigs->{run}->pump_nb();
 my $big_acked = ($bigs->{stdout} =~ /big_committed/) ? 1 : 0;
 note("crash 1: apply of big observed in progress: $applying, COMMIT acknowledged: $big_acked");
+ok($applying || $big_acked, 'crash 1: the big transaction committed before the crash');
 
+my $log_offset = -s $node->logfile;
 crash_and_restart('crash 1');
 eval { $open->quit; };
 eval { $bigs->quit; };
@@ -354,27 +360,30 @@ for my $k (qw(r_value r_sensor b_qty b_price m_small m_large))
 }
 check_snapshot($after, 'after crash 1');
 
+# the unfinished batch waits in a side file; it must survive a clean restart
+# (no recovery) before anyone reads the stream
+my $recovery_log = substr(slurp_file($node->logfile), $log_offset);
+if (!$big_acked)
+{
+	like($recovery_log, qr/1 committed stream batches to finish after recovery/,
+		'crash 1: recovery keeps the unfinished committed batch for later');
+}
+$node->restart;
+
 my $bigcount = $node->safe_psql('postgres', 'SELECT count(*) FROM big');
 my $bigagg = $node->safe_psql('postgres',
 	"SELECT count FROM chronicle.aggregate('big', 'x', NULL::bigint, NULL)");
 note("crash 1: stream big holds $bigcount of $nbig events after the crash");
-if ($big_acked)
+is($bigcount, $nbig, 'crash 1: the committed big transaction is complete after the crash');
+if (!$big_acked)
 {
-	is($bigcount, $nbig, 'crash 1: acknowledged big COMMIT is complete after the crash');
+	like(substr(slurp_file($node->logfile), $log_offset),
+		qr/applied \d+ events of stream "big" committed before a crash/,
+		'crash 1: the first read of big finished its batch from the side file');
 }
-else
-{
-	TODO:
-	{
-		# Known limitation of the single-node path (docs/storage.md, "Known
-		# gap"): a batch is applied in several WAL records at pre-commit, so
-		# a crash in the middle of a large COMMIT keeps the records already
-		# written.  The replicated path (Raft log + applied index) removes it.
-		local $TODO = 'a crash inside a large COMMIT can keep a prefix of its events';
-		ok($bigcount == 0 || $bigcount == $nbig,
-			"crash 1: a crash during COMMIT leaves all or none of the transaction's events (got $bigcount of $nbig)");
-	}
-}
+is($node->safe_psql('postgres',
+		"SELECT count(*) = count(DISTINCT ts) AND min(ts) = 1 AND max(ts) = $nbig AND sum(x) = $nbig FROM big"),
+	't', 'crash 1: no event of big is duplicated or missing');
 is($bigagg, $bigcount, 'crash 1: aggregate count of big agrees with its scan');
 
 # ------------------------------------------------- life after the restart
@@ -456,6 +465,101 @@ is( $node->safe_psql('postgres', 'SELECT count(*) FROM h'),
 is($node->safe_psql('postgres', 'SELECT string_agg(ts::text, \',\' ORDER BY ts) FROM b WHERE ts > 700000'),
 	'700001,700002,700003',
 	'crash 3: the events of acknowledged commits survived (stream-only transaction included)');
+
+# ---------------- crash 4: a checkpoint while a committed batch is applied
+#
+# A CHECKPOINT issued while a big committed batch is being applied must not
+# complete before the batch is in (its redo pointer is past the batch's
+# intent, so recovery from it would never see the intent again).  Crash the
+# moment CHECKPOINT returns: every event must be there, with no help from a
+# side file.
+
+$node->safe_psql('postgres', 'TRUNCATE big');
+my $nbig4 = 1000000;
+my $s4 = $node->background_psql('postgres', on_error_stop => 1);
+$s4->query_safe("BEGIN; INSERT INTO big SELECT i, 2 FROM generate_series(1, $nbig4) i;");
+my $xid4 = $s4->query_safe("SELECT pg_current_xact_id()");
+$xid4 =~ s/\s+//g;
+my $w4 = $node->background_psql('postgres', on_error_stop => 1);
+$s4->{stdin} .= "COMMIT;\n\\echo big4_committed\n";
+$s4->{run}->pump_nb();
+my $applying4 = 0;
+$deadline = time() + 60;
+while (time() < $deadline)
+{
+	$s4->{run}->pump_nb();
+	last if $s4->{stdout} =~ /big4_committed/;
+	if ($w4->query_safe("SELECT pg_xact_status('$xid4')") eq 'committed')
+	{
+		$s4->{run}->pump_nb();
+		$applying4 = 1 unless $s4->{stdout} =~ /big4_committed/;
+		last;
+	}
+	usleep(2_000);
+}
+$w4->query_safe('CHECKPOINT');
+$s4->{run}->pump_nb();
+my $acked4 = ($s4->{stdout} =~ /big4_committed/) ? 1 : 0;
+note("crash 4: apply observed in progress when CHECKPOINT began: $applying4");
+$log_offset = -s $node->logfile;
+crash_and_restart('crash 4');
+eval { $s4->quit; };
+eval { $w4->quit; };
+ok($applying4, 'crash 4: CHECKPOINT was issued while the committed batch was being applied');
+unlike(substr(slurp_file($node->logfile), $log_offset), qr/committed stream batches to finish/,
+	'crash 4: recovery from that checkpoint has nothing left to finish');
+is($node->safe_psql('postgres',
+		"SELECT count(*), count(DISTINCT ts), sum(x) FROM big"),
+	"$nbig4|$nbig4|" . (2 * $nbig4),
+	'crash 4: the batch applied across the checkpoint is complete');
+
+# ------------- crash 5: side files of streams dropped or truncated since
+#
+# With the WAL writer stopped, a COMMIT flushes its intent and commit
+# record, but the apply steps after it stay in WAL buffers: the crash
+# loses them, and recovery keeps each batch in a side file.  A stream
+# dropped, or truncated, before anyone reads it must not get its events
+# back, and its side file must go.
+
+$node->safe_psql('postgres', q{
+CREATE TABLE gone (ts bigint NOT NULL, v int) USING chronicle;
+CREATE TABLE emptied (ts bigint NOT NULL, v int) USING chronicle;
+CREATE TABLE kept (ts bigint NOT NULL, v int) USING chronicle;
+INSERT INTO emptied VALUES (1, 1);
+CHECKPOINT;
+});
+$walwriter = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'");
+kill 'STOP', $walwriter;
+# one transaction: a later commit would flush the earlier applies
+$node->safe_psql('postgres', q{
+BEGIN;
+INSERT INTO gone SELECT i, i FROM generate_series(1, 500) i;
+INSERT INTO emptied SELECT i, i FROM generate_series(2, 500) i;
+INSERT INTO kept SELECT i, i FROM generate_series(1, 500) i;
+COMMIT;
+});
+kill 'KILL', $walwriter;
+kill 'CONT', $walwriter;
+for (my $i = 0; $i < 600 && -e $pidfile; $i++)
+{
+	usleep(50_000);
+}
+$node->stop('immediate', fail_ok => 1);
+$log_offset = -s $node->logfile;
+ok($node->start(fail_ok => 1), 'crash 5: server restarts');
+like(substr(slurp_file($node->logfile), $log_offset),
+	qr/3 committed stream batches to finish after recovery/,
+	'crash 5: recovery keeps the three unapplied committed batches');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_ls_dir('chronicle_raft_pending')"),
+	'3', 'crash 5: one side file per batch');
+$node->safe_psql('postgres', 'DROP TABLE gone; TRUNCATE emptied');
+is($node->safe_psql('postgres', 'SELECT count(*), sum(v) FROM kept'),
+	'500|125250', 'crash 5: the batch of a stream that is still there is applied');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM emptied'),
+	'0', 'crash 5: a stream truncated since the crash does not get its old batch back');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_ls_dir('chronicle_raft_pending')"),
+	'0', 'crash 5: the side files of the dropped and the truncated stream are removed');
 
 $node->stop;
 done_testing();
