@@ -438,7 +438,6 @@ staging_apply_committed(void)
 {
 	int			saved_deadlock_timeout = DeadlockTimeout;
 	int			saved_lock_timeout = LockTimeout;
-	TabPlusMeta meta;
 	XLogRecPtr	redo;
 	bool	   *locked;
 	int			i;
@@ -475,7 +474,7 @@ staging_apply_committed(void)
 
 	locked = palloc0(sizeof(bool) * ncommit_applies);
 	if (ncommit_applies > 1 || commit_applies[0].nrows > 1 ||
-		!tabplus_read_meta(commit_applies[0].rel, &meta))
+		!tabplus_tree_exists(commit_applies[0].rel))
 	{
 		for (i = 0; i < ncommit_applies; i++)
 		{

@@ -548,6 +548,7 @@ static void
 stream_relation_nontransactional_truncate(Relation rel)
 {
 	RelationTruncate(rel, 0);
+	tabplus_forget_tree(rel);
 	staging_truncate(RelationGetRelid(rel));
 }
 

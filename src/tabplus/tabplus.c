@@ -53,9 +53,12 @@ typedef struct TreePath
 	int			height;
 	BlockNumber blk[TABPLUS_MAX_HEIGHT];	/* [0] leaf ... [height-1] root */
 	int			idx[TABPLUS_MAX_HEIGHT];	/* [L >= 1]: entry taken at level L */
+	Buffer		pinned[TABPLUS_MAX_HEIGHT]; /* [L >= 1]: still pinned, or invalid */
 	bool		has_hi;
 	int64		hi;				/* events >= hi belong to a later leaf */
 } TreePath;
+
+static MemoryContext apply_step_context = NULL;
 
 typedef struct TreeCtx
 {
@@ -111,29 +114,50 @@ tabplus_read_page(Relation rel, BlockNumber blkno, char *copy)
 	return true;
 }
 
-/* The meta page contents; false for a stream that has no tree yet. */
+/*
+ * The meta page contents; false for a stream that has no tree yet.
+ *
+ * Once a relation file has a valid meta page it keeps one, so the answer
+ * is remembered in rd_amcache and the file size (an lseek) is only asked
+ * until then.  The relcache frees rd_amcache whenever the entry is
+ * invalidated (TRUNCATE and every other relfilenode change);
+ * tabplus_forget_tree() covers the one truncation that is not.
+ */
 bool
 tabplus_read_meta(Relation rel, TabPlusMeta *meta)
 {
-	PGAlignedBlock page;
+	Buffer		buf;
+	Page		page;
 
-	if (!tabplus_read_page(rel, TABPLUS_META_BLOCK, page.data))
+	if (rel->rd_amcache == NULL && RelationGetNumberOfBlocks(rel) == 0)
 		return false;
+	buf = ReadBuffer(rel, TABPLUS_META_BLOCK);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
 
 	/*
 	 * A zeroed block 0: the first batch extended the relation but its WAL
 	 * never reached disk before a crash.  The stream is still empty.
 	 */
-	if (PageIsNew(page.data))
+	if (PageIsNew(page))
+	{
+		UnlockReleaseBuffer(buf);
 		return false;
-	if (!tabplus_page_is(page.data, TABPLUS_PAGE_META) ||
-		TabPlusPageGetMeta(page.data)->magic != TABPLUS_MAGIC)
+	}
+	if (!tabplus_page_is(page, TABPLUS_PAGE_META) ||
+		TabPlusPageGetMeta(page)->magic != TABPLUS_MAGIC)
+	{
+		UnlockReleaseBuffer(buf);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("stream \"%s\" has an invalid meta page",
 						RelationGetRelationName(rel)),
 				 errhint("The relation was not written by chronicle_raft or is damaged; restore it from a backup.")));
-	*meta = *TabPlusPageGetMeta(page.data);
+	}
+	*meta = *TabPlusPageGetMeta(page);
+	UnlockReleaseBuffer(buf);
+	if (rel->rd_amcache == NULL)
+		rel->rd_amcache = MemoryContextAllocZero(CacheMemoryContext, sizeof(bool));
 	if (meta->version != TABPLUS_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -141,6 +165,24 @@ tabplus_read_meta(Relation rel, TabPlusMeta *meta)
 						RelationGetRelationName(rel), meta->version, TABPLUS_VERSION),
 				 errhint("Install the chronicle_raft version that wrote the stream.")));
 	return true;
+}
+
+/* Whether the stream has a tree, without reading the meta page once known. */
+bool
+tabplus_tree_exists(Relation rel)
+{
+	TabPlusMeta meta;
+
+	return rel->rd_amcache != NULL || tabplus_read_meta(rel, &meta);
+}
+
+/* The relation was truncated to nothing in place (same relfilenode). */
+void
+tabplus_forget_tree(Relation rel)
+{
+	if (rel->rd_amcache != NULL)
+		pfree(rel->rd_amcache);
+	rel->rd_amcache = NULL;
 }
 
 /* Begin a step: register the meta page. */
@@ -225,6 +267,8 @@ tree_descend(TreeCtx *ctx, int64 ts, TreePath *path)
 	if (path->height > TABPLUS_MAX_HEIGHT)
 		elog(ERROR, "TAB+ tree of \"%s\" is taller than %d levels",
 			 RelationGetRelationName(ctx->rel), TABPLUS_MAX_HEIGHT);
+	for (level = 0; level < TABPLUS_MAX_HEIGHT; level++)
+		path->pinned[level] = InvalidBuffer;
 
 	for (level = path->height - 1; level >= 1; level--)
 	{
@@ -247,10 +291,44 @@ tree_descend(TreeCtx *ctx, int64 ts, TreePath *path)
 			path->hi = e.low_key;
 		}
 		tabplus_entry_get(page, idx, layout, &e);
-		UnlockReleaseBuffer(buf);
+		/* the pin is kept for path_buffer(): no second buffer lookup */
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		path->pinned[level] = buf;
 		blk = e.child;
 	}
 	path->blk[0] = blk;
+}
+
+/*
+ * The pinned buffer of the path's page on a level >= 1, for registering it;
+ * its pin passes to the caller.  The pages cannot change in between: the
+ * step holds the meta page exclusively.
+ */
+static Buffer
+path_buffer(TreeCtx *ctx, TreePath *path, int level)
+{
+	Buffer		buf = path->pinned[level];
+
+	if (BufferIsValid(buf))
+	{
+		path->pinned[level] = InvalidBuffer;
+		return buf;
+	}
+	return ReadBuffer(ctx->rel, path->blk[level]);
+}
+
+/* Drop the pins that path_buffer() did not hand out. */
+static void
+path_release(TreePath *path)
+{
+	int			level;
+
+	for (level = 1; level < path->height; level++)
+	{
+		if (BufferIsValid(path->pinned[level]))
+			ReleaseBuffer(path->pinned[level]);
+		path->pinned[level] = InvalidBuffer;
+	}
 }
 
 static void
@@ -314,7 +392,7 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 		return;
 	}
 
-	parent = tabplus_wal_register(&ctx->wal, ReadBuffer(ctx->rel, path->blk[level + 1]), false);
+	parent = tabplus_wal_register(&ctx->wal, path_buffer(ctx, path, level + 1), false);
 	pidx = path->idx[level + 1];
 	e.sum = summary_alloc(layout);
 	tabplus_entry_get(parent, pidx, layout, &e);
@@ -425,6 +503,75 @@ tabplus_sort_batch(StagedRow *rows, int64 nrows)
 }
 
 /*
+ * Describe an insert step logically for its WAL record (XLOG_TABPLUS_INSERT,
+ * redone by tabplus_insert_redo): the events, the entry taken at each level
+ * and the packed delta, instead of byte deltas of every page on the path.
+ * Redo runs the same page primitives in the same order, so it writes the
+ * same bytes; the meta page's progress fields go in as their new values.
+ * Pages must have been registered as meta, leaf, then levels 1 and up.
+ */
+static void
+insert_step_record(TreeCtx *ctx, const TreePath *path, const char *packed,
+				   const StagedRow *rows, int64 nrows, bool batch_done,
+				   bool raft_progress, bool intent_progress)
+{
+	const StreamLayout *layout = ctx->layout;
+	TabPlusMeta *meta = ctx->meta;
+	StringInfoData buf;
+	uint8		flags = 0;
+	uint8		nlevels = (uint8) (path->height - 1);
+	uint16		nagg = (uint16) layout->nagg;
+	uint32		n32 = (uint32) nrows;
+	int			k;
+
+	if (batch_done)
+		flags |= TABPLUS_INSERT_BATCH_DONE;
+	if (raft_progress)
+		flags |= TABPLUS_INSERT_RAFT_PROGRESS;
+	if (intent_progress)
+		flags |= TABPLUS_INSERT_INTENT_PROGRESS;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (char *) &flags, 1);
+	appendBinaryStringInfo(&buf, (char *) &nlevels, 1);
+	appendBinaryStringInfo(&buf, (char *) &nagg, sizeof(nagg));
+	for (k = 0; k < layout->nagg; k++)
+	{
+		uint8		kind = (uint8) layout->aggkinds[k];
+
+		appendBinaryStringInfo(&buf, (char *) &kind, 1);
+	}
+	for (k = 1; k < path->height; k++)
+	{
+		uint16		idx = (uint16) path->idx[k];
+
+		appendBinaryStringInfo(&buf, (char *) &idx, sizeof(idx));
+	}
+	appendBinaryStringInfo(&buf, packed, tabplus_summary_packed_size(layout));
+	if (raft_progress)
+	{
+		appendBinaryStringInfo(&buf, (char *) &meta->applying_index, sizeof(uint64));
+		appendBinaryStringInfo(&buf, (char *) &meta->applying_done, sizeof(int64));
+		appendBinaryStringInfo(&buf, (char *) &meta->applied_index, sizeof(uint64));
+	}
+	if (intent_progress)
+	{
+		appendBinaryStringInfo(&buf, (char *) &meta->intent_id, sizeof(uint64));
+		appendBinaryStringInfo(&buf, (char *) &meta->intent_done, sizeof(int64));
+	}
+	appendBinaryStringInfo(&buf, (char *) &n32, sizeof(n32));
+	for (k = 0; k < nrows; k++)
+	{
+		uint16		len = (uint16) rows[k].len;
+
+		appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+		appendBinaryStringInfo(&buf, rows[k].data, len);
+	}
+	ctx->wal.logical = buf.data;
+	ctx->wal.logical_len = buf.len;
+}
+
+/*
  * Apply a batch of events sorted by (time, arrival).
  *
  * The caller normally holds the stream lock in ExclusiveLock
@@ -458,8 +605,12 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 
 	ctx.rel = rel;
 	ctx.layout = layout;
-	ctx.stepcxt = AllocSetContextCreate(CurrentMemoryContext, "TAB+ apply step",
-										ALLOCSET_DEFAULT_SIZES);
+	/* kept for the backend's life: a single-event commit would otherwise create and delete one */
+	if (apply_step_context == NULL)
+		apply_step_context = AllocSetContextCreate(TopMemoryContext, "TAB+ apply step",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(apply_step_context);
+	ctx.stepcxt = apply_step_context;
 	tabplus_wal_init(&ctx.wal, rel);
 	oldcxt = MemoryContextSwitchTo(ctx.stepcxt);
 
@@ -485,6 +636,8 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 		Page		leaf;
 		EventSummary *delta;
 		TabPlusEntry e;
+		char	   *packed;
+		int64		first;
 		int			pos;
 		int			level;
 		TabPlusMeta *meta;
@@ -499,6 +652,7 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 			if (!*stream_locked)
 			{
 				/* never wait for a heavyweight lock holding buffer locks */
+				path_release(&path);
 				tabplus_wal_release(&ctx.wal);
 				MemoryContextReset(ctx.stepcxt);
 				LockPage(rel, TABPLUS_META_BLOCK, ExclusiveLock);
@@ -506,11 +660,13 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 				continue;
 			}
 			leaf_make_room(&ctx, &path, leaf, rows[i].ts);
+			path_release(&path);
 			step_finish(&ctx);
 			continue;
 		}
 
 		delta = summary_alloc(layout);
+		first = i;
 		pos = 0;
 		while (i < nrows)
 		{
@@ -525,21 +681,23 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 				elog(ERROR, "TAB+ leaf insert failed");
 			pos++;
 			event_summary_add_row(layout, delta, r->data);
-			if (meta->count > 0 && r->ts < meta->max_ts)
-				meta->out_of_order++;
-			if (r->ts < meta->min_ts)
-				meta->min_ts = r->ts;
-			if (r->ts > meta->max_ts)
-				meta->max_ts = r->ts;
-			meta->count++;
+			tabplus_meta_add_event(meta, r->ts);
 			i++;
 		}
 
+		/*
+		 * The path gets the delta as the WAL record carries it (packed), so
+		 * that redo, which merges the same packed delta, writes the same
+		 * bytes.
+		 */
+		packed = palloc(tabplus_summary_packed_size(layout));
+		tabplus_summary_pack(layout, delta, packed);
+		tabplus_summary_unpack(layout, packed, delta);
 		e.sum = summary_alloc(layout);
 		for (level = 1; level < path.height; level++)
 		{
 			Page		node = tabplus_wal_register(&ctx.wal,
-													ReadBuffer(rel, path.blk[level]), false);
+													path_buffer(&ctx, &path, level), false);
 
 			tabplus_entry_get(node, path.idx[level], layout, &e);
 			event_summary_merge(layout, e.sum, delta);
@@ -569,11 +727,14 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 		}
 		if (i == nrows)
 			meta->batches++;
+		insert_step_record(&ctx, &path, packed, rows + first, i - first,
+						   i == nrows, log_index > 0,
+						   intent_id > 0 && *stream_locked);
 		step_finish(&ctx);
 	}
 
 	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(ctx.stepcxt);
+	MemoryContextReset(ctx.stepcxt);
 }
 
 /*

@@ -129,6 +129,12 @@ extern void tabplus_internal_split(Page left, Page right, int splitpos,
 extern int	tabplus_internal_route(Page page, const StreamLayout *layout, int64 ts);
 extern void tabplus_internal_summary(Page page, const StreamLayout *layout,
 									 EventSummary *sum, EventSummary *scratch);
+extern void tabplus_meta_add_event(TabPlusMeta *meta, int64 ts);
+extern Size tabplus_summary_packed_size(const StreamLayout *layout);
+extern void tabplus_summary_pack(const StreamLayout *layout, const EventSummary *sum,
+								 char *out);
+extern void tabplus_summary_unpack(const StreamLayout *layout, const char *in,
+								   EventSummary *sum);
 
 /* page deltas for WAL (tabplus_page.c) */
 extern Size tabplus_delta_encode(const char *orig, const char *page, char *out);
@@ -150,6 +156,8 @@ extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows, uint64 log_index,
 								uint64 intent_id, bool *stream_locked);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
+extern bool tabplus_tree_exists(Relation rel);
+extern void tabplus_forget_tree(Relation rel);
 extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
 									 const TabPlusMeta *meta, int64 ts);
 extern bool tabplus_read_page(Relation rel, BlockNumber blkno, char *copy);
@@ -161,6 +169,7 @@ extern void tabplus_aggregate(Relation rel, const StreamLayout *layout,
 #define RM_CHRONICLE_ID		213
 #define XLOG_TABPLUS_PAGES	0x10
 #define XLOG_TABPLUS_INTENT	0x20
+#define XLOG_TABPLUS_INSERT	0x30
 #define TABPLUS_WAL_MAX_PAGES 32
 
 typedef struct TabPlusWal
@@ -172,7 +181,15 @@ typedef struct TabPlusWal
 	PGAlignedBlock *work;		/* TABPLUS_WAL_MAX_PAGES working copies */
 	char	   *deltas;			/* delta encoding space */
 	uint64		completes_intent;	/* the record completes this intent */
+	char	   *logical;		/* an insert step's logical record, or NULL */
+	Size		logical_len;
 } TabPlusWal;
+
+/* flags of an XLOG_TABPLUS_INSERT record */
+#define TABPLUS_INSERT_BATCH_DONE		0x01	/* meta: batches++ */
+#define TABPLUS_INSERT_RAFT_PROGRESS	0x02	/* meta: Raft progress follows */
+#define TABPLUS_INSERT_INTENT_PROGRESS	0x04	/* meta: intent progress follows */
+#define TABPLUS_INSERT_COMPLETES_INTENT 0x08	/* the intent id is last */
 
 extern void tabplus_wal_init(TabPlusWal *w, Relation rel);
 extern Page tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew);

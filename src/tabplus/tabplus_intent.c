@@ -10,7 +10,7 @@
  * safe is the intent: at pre-commit the sorted batch of each stream is
  * WAL-logged in the committing transaction as XLOG_TABPLUS_INTENT records
  * (chunks of at most INTENT_CHUNK bytes; the intent's id is the end LSN of
- * the first chunk).  The steps applied after the commit carry the id: a
+ * the first chunk; format below).  The steps applied after the commit carry the id: a
  * step taken under the stream lock stores (id, events done) in the meta
  * page, and the step that completes the batch names the id in its record.
  *
@@ -75,20 +75,20 @@
 #define PENDING_VERSION 1
 #define INTENT_CHUNK	(1024 * 1024)
 
-/* Main data of an XLOG_TABPLUS_INTENT record; rows (uint16 len + bytes) follow. */
-typedef struct IntentChunkHeader
-{
-	uint64		intent_id;		/* 0 in the first chunk: its end LSN is the id */
-	Oid			dbid;
-	Oid			relid;
-	RelFileNode node;
-	uint32		nrows_total;
-	uint32		nrows;			/* rows in this chunk */
-	uint32		flags;
-} IntentChunkHeader;
+/*
+ * Main data of an XLOG_TABPLUS_INTENT record, packed (no padding):
+ *	 uint8 flags
+ *	 first chunk:	Oid relid, RelFileNode node, uint32 nrows,
+ *					uint32 nrows_total (only without INTENT_LAST)
+ *	 continuation:	uint64 intent_id, uint32 nrows
+ * then nrows events, each as uint16 length + encoded bytes.  The database
+ * is node.dbNode.  A single-event intent is 21 bytes + the event.
+ */
+#define INTENT_FIRST		0x01	/* else a continuation of intent_id */
+#define INTENT_LAST			0x02	/* the intent's last chunk */
+#define INTENT_COMMITTED	0x04	/* logged after the commit record */
 
-/* logged after the commit record: no need to look up the transaction */
-#define INTENT_COMMITTED	0x0001
+#define INTENT_HEADER_MAX	(1 + sizeof(Oid) + sizeof(RelFileNode) + 2 * sizeof(uint32))
 
 /* Header of a side file; rows follow, then a CRC-32C of all before it. */
 typedef struct PendingFileHeader
@@ -112,7 +112,7 @@ typedef struct RedoIntent
 	Oid			dbid;
 	Oid			relid;
 	RelFileNode node;
-	bool		committed;		/* INTENT_COMMITTED */
+	bool		committed;		/* logged as INTENT_COMMITTED */
 	uint32		nrows_total;
 	uint32		nrows;
 	StringInfoData data;
@@ -161,33 +161,62 @@ tabplus_intent_log(Relation rel, StagedRow *rows, int64 nrows, bool committed)
 
 	while (i < nrows)
 	{
-		IntentChunkHeader hdr;
 		int64		first = i;
+		Size		bytes = 0;
+		uint8		flags;
+		uint32		chunk_rows;
+		char	   *p;
 		XLogRecPtr	end;
 
-		resetStringInfo(&chunk_buf);
-		appendBinaryStringInfo(&chunk_buf, (char *) &hdr, sizeof(hdr));
 		while (i < nrows &&
-			   (i == first || chunk_buf.len + sizeof(uint16) + rows[i].len <= INTENT_CHUNK))
+			   (i == first || INTENT_HEADER_MAX + bytes + sizeof(uint16) + rows[i].len <= INTENT_CHUNK))
 		{
-			uint16		len = (uint16) rows[i].len;
-
-			appendBinaryStringInfo(&chunk_buf, (char *) &len, sizeof(len));
-			appendBinaryStringInfo(&chunk_buf, rows[i].data, len);
+			bytes += sizeof(uint16) + rows[i].len;
 			i++;
 		}
-		memset(&hdr, 0, sizeof(hdr));
-		hdr.intent_id = intent_id;
-		hdr.dbid = MyDatabaseId;
-		hdr.relid = RelationGetRelid(rel);
-		hdr.node = rel->rd_node;
-		hdr.nrows_total = (uint32) nrows;
-		hdr.nrows = (uint32) (i - first);
-		hdr.flags = committed ? INTENT_COMMITTED : 0;
-		memcpy(chunk_buf.data, &hdr, sizeof(hdr));
+		chunk_rows = (uint32) (i - first);
+		flags = (intent_id == 0 ? INTENT_FIRST : 0) | (i == nrows ? INTENT_LAST : 0) |
+			(committed ? INTENT_COMMITTED : 0);
+
+		resetStringInfo(&chunk_buf);
+		enlargeStringInfo(&chunk_buf, INTENT_HEADER_MAX + bytes);
+		p = chunk_buf.data;
+		*p++ = (char) flags;
+		if (flags & INTENT_FIRST)
+		{
+			Oid			relid = RelationGetRelid(rel);
+			uint32		total = (uint32) nrows;
+
+			memcpy(p, &relid, sizeof(relid));
+			p += sizeof(relid);
+			memcpy(p, &rel->rd_node, sizeof(RelFileNode));
+			p += sizeof(RelFileNode);
+			memcpy(p, &chunk_rows, sizeof(chunk_rows));
+			p += sizeof(chunk_rows);
+			if (!(flags & INTENT_LAST))
+			{
+				memcpy(p, &total, sizeof(total));
+				p += sizeof(total);
+			}
+		}
+		else
+		{
+			memcpy(p, &intent_id, sizeof(intent_id));
+			p += sizeof(intent_id);
+			memcpy(p, &chunk_rows, sizeof(chunk_rows));
+			p += sizeof(chunk_rows);
+		}
+		for (; first < i; first++)
+		{
+			uint16		len = (uint16) rows[first].len;
+
+			memcpy(p, &len, sizeof(len));
+			memcpy(p + sizeof(len), rows[first].data, len);
+			p += sizeof(len) + len;
+		}
 
 		XLogBeginInsert();
-		XLogRegisterData(chunk_buf.data, chunk_buf.len);
+		XLogRegisterData(chunk_buf.data, p - chunk_buf.data);
 		end = XLogInsert(RM_CHRONICLE_ID, XLOG_TABPLUS_INTENT);
 		if (intent_id == 0)
 			intent_id = end;
@@ -254,31 +283,47 @@ tabplus_intent_recovery_start(void)
 void
 tabplus_intent_redo(XLogReaderState *record)
 {
-	IntentChunkHeader hdr;
 	char	   *data = XLogRecGetData(record);
-	Size		len = XLogRecGetDataLen(record);
+	char	   *end = data + XLogRecGetDataLen(record);
+	char	   *p = data;
 	RedoIntent *intent;
 	uint64		intent_id;
-	bool		found;
+	uint32		nrows;
+	uint8		flags;
 
-	if (len < sizeof(hdr))
-		elog(PANIC, "chronicle_raft redo: intent record too short");
+#define INTENT_TAKE(dst) \
+	do { \
+		if (p + sizeof(dst) > end) \
+			elog(PANIC, "chronicle_raft redo: intent record too short"); \
+		memcpy(&(dst), p, sizeof(dst)); \
+		p += sizeof(dst); \
+	} while (0)
+
 	if (redo_intents == NULL)
 		tabplus_intent_recovery_start();
-	memcpy(&hdr, data, sizeof(hdr));
-	intent_id = hdr.intent_id != 0 ? hdr.intent_id : record->EndRecPtr;
-
-	if (hdr.intent_id == 0)
+	INTENT_TAKE(flags);
+	if (flags & INTENT_FIRST)
 	{
+		Oid			relid;
+		RelFileNode node;
+		uint32		total;
+		bool		found;
 		MemoryContext oldcxt;
 
+		INTENT_TAKE(relid);
+		INTENT_TAKE(node);
+		INTENT_TAKE(nrows);
+		total = nrows;
+		if (!(flags & INTENT_LAST))
+			INTENT_TAKE(total);
+		intent_id = record->EndRecPtr;
 		intent = hash_search(redo_intents, &intent_id, HASH_ENTER, &found);
 		intent->xid = XLogRecGetXid(record);
-		intent->dbid = hdr.dbid;
-		intent->relid = hdr.relid;
-		intent->node = hdr.node;
-		intent->committed = (hdr.flags & INTENT_COMMITTED) != 0;
-		intent->nrows_total = hdr.nrows_total;
+		intent->dbid = node.dbNode;
+		intent->relid = relid;
+		intent->node = node;
+		intent->committed = (flags & INTENT_COMMITTED) != 0;
+		intent->nrows_total = total;
 		intent->nrows = 0;
 		oldcxt = MemoryContextSwitchTo(redo_cxt);
 		initStringInfo(&intent->data);
@@ -286,13 +331,16 @@ tabplus_intent_redo(XLogReaderState *record)
 	}
 	else
 	{
+		INTENT_TAKE(intent_id);
+		INTENT_TAKE(nrows);
 		/* a continuation whose first chunk precedes the redo start is not needed */
 		intent = hash_search(redo_intents, &intent_id, HASH_FIND, NULL);
 		if (intent == NULL)
 			return;
 	}
-	intent->nrows += hdr.nrows;
-	appendBinaryStringInfo(&intent->data, data + sizeof(hdr), len - sizeof(hdr));
+#undef INTENT_TAKE
+	intent->nrows += nrows;
+	appendBinaryStringInfo(&intent->data, p, end - p);
 }
 
 void

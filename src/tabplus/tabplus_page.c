@@ -236,6 +236,69 @@ unpack_agg(StreamAggKind kind, const TabPlusPackedAgg *p, ColumnAgg *c)
 	}
 }
 
+/* Count one more event in the meta page's counters. */
+void
+tabplus_meta_add_event(TabPlusMeta *meta, int64 ts)
+{
+	if (meta->count > 0 && ts < meta->max_ts)
+		meta->out_of_order++;
+	if (ts < meta->min_ts)
+		meta->min_ts = ts;
+	if (ts > meta->max_ts)
+		meta->max_ts = ts;
+	meta->count++;
+}
+
+/*
+ * An event summary in the packed form of an index entry's aggregates:
+ * count, min and max time, then one TabPlusPackedAgg per aggregated column.
+ * Unpacking what was packed gives back every field that merging and
+ * storing read, so a summary carried in WAL merges to the same bytes.
+ */
+Size
+tabplus_summary_packed_size(const StreamLayout *layout)
+{
+	return 3 * sizeof(int64) + sizeof(TabPlusPackedAgg) * layout->nagg;
+}
+
+void
+tabplus_summary_pack(const StreamLayout *layout, const EventSummary *sum, char *out)
+{
+	int			i;
+
+	memcpy(out, &sum->count, sizeof(int64));
+	memcpy(out + sizeof(int64), &sum->min_ts, sizeof(int64));
+	memcpy(out + 2 * sizeof(int64), &sum->max_ts, sizeof(int64));
+	out += 3 * sizeof(int64);
+	for (i = 0; i < layout->nagg; i++)
+	{
+		TabPlusPackedAgg packed;
+
+		pack_agg(layout->aggkinds[i], &sum->cols[i], &packed);
+		memcpy(out, &packed, sizeof(packed));
+		out += sizeof(packed);
+	}
+}
+
+void
+tabplus_summary_unpack(const StreamLayout *layout, const char *in, EventSummary *sum)
+{
+	int			i;
+
+	memcpy(&sum->count, in, sizeof(int64));
+	memcpy(&sum->min_ts, in + sizeof(int64), sizeof(int64));
+	memcpy(&sum->max_ts, in + 2 * sizeof(int64), sizeof(int64));
+	in += 3 * sizeof(int64);
+	for (i = 0; i < layout->nagg; i++)
+	{
+		TabPlusPackedAgg packed;
+
+		memcpy(&packed, in, sizeof(packed));
+		unpack_agg(layout->aggkinds[i], &packed, &sum->cols[i]);
+		in += sizeof(packed);
+	}
+}
+
 void
 tabplus_entry_get(Page page, int idx, const StreamLayout *layout, TabPlusEntry *e)
 {

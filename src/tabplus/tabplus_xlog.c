@@ -67,6 +67,29 @@ tabplus_wal_init(TabPlusWal *w, Relation rel)
 	w->work = wal_work;
 	w->deltas = wal_deltas;
 	w->completes_intent = 0;
+	w->logical = NULL;
+	w->logical_len = 0;
+}
+
+/*
+ * Copy a page without its hole (between pd_lower and pd_upper): no page
+ * primitive reads the hole, and a nearly empty meta or flank page is then
+ * a few hundred bytes to copy instead of BLCKSZ.  The copy's hole is left
+ * as it was; tabplus_wal_finish() zeroes it before a whole-page copy back.
+ */
+static void
+copy_page_contents(char *dst, Page src)
+{
+	PageHeader	hdr = (PageHeader) src;
+
+	if (hdr->pd_lower < SizeOfPageHeaderData || hdr->pd_lower > hdr->pd_upper ||
+		hdr->pd_upper > BLCKSZ)
+	{
+		memcpy(dst, src, BLCKSZ);
+		return;
+	}
+	memcpy(dst, src, hdr->pd_lower);
+	memcpy(dst + hdr->pd_upper, (char *) src + hdr->pd_upper, BLCKSZ - hdr->pd_upper);
 }
 
 /*
@@ -98,7 +121,7 @@ tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew)
 	if (isnew)
 		memset(w->work[i].data, 0, BLCKSZ);
 	else
-		memcpy(w->work[i].data, BufferGetPage(buf), BLCKSZ);
+		copy_page_contents(w->work[i].data, BufferGetPage(buf));
 	return (Page) w->work[i].data;
 }
 
@@ -127,6 +150,14 @@ tabplus_wal_finish(TabPlusWal *w)
 
 	for (i = 0; i < w->npages; i++)
 	{
+		/* a logical record names every page and needs no byte deltas */
+		if (w->logical != NULL)
+		{
+			dlen[i] = 0;
+			changed[i] = true;
+			nchanged++;
+			continue;
+		}
 		dlen[i] = tabplus_delta_encode(w->isnew[i] ? NULL : BufferGetPage(w->buffers[i]),
 									   w->work[i].data, w->deltas + i * DELTA_SPACE);
 		changed[i] = w->isnew[i] || dlen[i] > 0;
@@ -146,10 +177,19 @@ tabplus_wal_finish(TabPlusWal *w)
 	{
 		if (!changed[i])
 			continue;
+		if (w->logical != NULL && !w->isnew[i])
+			copy_page_contents(BufferGetPage(w->buffers[i]), w->work[i].data);
 		/* only the changed regions move: the delta just computed says which */
-		if (w->isnew[i] ||
+		else if (w->isnew[i] ||
 			!tabplus_delta_apply(BufferGetPage(w->buffers[i]), w->deltas + i * DELTA_SPACE, dlen[i]))
+		{
+			PageHeader	hdr = (PageHeader) w->work[i].data;
+
+			if (hdr->pd_lower >= SizeOfPageHeaderData && hdr->pd_lower <= hdr->pd_upper &&
+				hdr->pd_upper <= BLCKSZ)
+				memset(w->work[i].data + hdr->pd_lower, 0, hdr->pd_upper - hdr->pd_lower);
 			memcpy(BufferGetPage(w->buffers[i]), w->work[i].data, BLCKSZ);
+		}
 		MarkBufferDirty(w->buffers[i]);
 	}
 	if (needwal)
@@ -159,21 +199,36 @@ tabplus_wal_finish(TabPlusWal *w)
 		int			block_id = 0;
 
 		XLogBeginInsert();
-		XLogRegisterData((char *) &npages, sizeof(npages));
-		if (w->completes_intent != 0)
-			XLogRegisterData((char *) &w->completes_intent, sizeof(uint64));
-		for (i = 0; i < w->npages; i++)
+		if (w->logical != NULL)
 		{
-			if (!changed[i])
-				continue;
-			XLogRegisterBuffer(block_id, w->buffers[i],
-							   REGBUF_STANDARD | (w->isnew[i] ? REGBUF_WILL_INIT : 0));
-			/* not logged when the page goes in as a full-page image */
-			if (dlen[i] > 0)
-				XLogRegisterBufData(block_id, w->deltas + i * DELTA_SPACE, dlen[i]);
-			block_id++;
+			/* every page in registration order; redo recomputes them */
+			if (w->completes_intent != 0)
+				w->logical[0] |= TABPLUS_INSERT_COMPLETES_INTENT;
+			XLogRegisterData(w->logical, w->logical_len);
+			if (w->completes_intent != 0)
+				XLogRegisterData((char *) &w->completes_intent, sizeof(uint64));
+			for (i = 0; i < w->npages; i++)
+				XLogRegisterBuffer(i, w->buffers[i], REGBUF_STANDARD);
+			lsn = XLogInsert(RM_CHRONICLE_ID, XLOG_TABPLUS_INSERT);
 		}
-		lsn = XLogInsert(RM_CHRONICLE_ID, XLOG_TABPLUS_PAGES);
+		else
+		{
+			XLogRegisterData((char *) &npages, sizeof(npages));
+			if (w->completes_intent != 0)
+				XLogRegisterData((char *) &w->completes_intent, sizeof(uint64));
+			for (i = 0; i < w->npages; i++)
+			{
+				if (!changed[i])
+					continue;
+				XLogRegisterBuffer(block_id, w->buffers[i],
+								   REGBUF_STANDARD | (w->isnew[i] ? REGBUF_WILL_INIT : 0));
+				/* not logged when the page goes in as a full-page image */
+				if (dlen[i] > 0)
+					XLogRegisterBufData(block_id, w->deltas + i * DELTA_SPACE, dlen[i]);
+				block_id++;
+			}
+			lsn = XLogInsert(RM_CHRONICLE_ID, XLOG_TABPLUS_PAGES);
+		}
 		for (i = 0; i < w->npages; i++)
 			if (changed[i])
 				PageSetLSN(BufferGetPage(w->buffers[i]), lsn);
@@ -181,10 +236,169 @@ tabplus_wal_finish(TabPlusWal *w)
 	END_CRIT_SECTION();
 
 	w->completes_intent = 0;
+	w->logical = NULL;
+	w->logical_len = 0;
 	tabplus_wal_release(w);
 }
 
 /* ------------------------------------------------------------------ redo */
+
+/*
+ * Redo of an insert step (see insert_step_record in tabplus.c): block 0 is
+ * the meta page, block 1 the leaf, block 1 + L the page on level L.  Each
+ * page is changed by the same primitives, in the same order, as when the
+ * step was applied.
+ */
+static void
+tabplus_insert_redo(XLogReaderState *record)
+{
+	char	   *p = XLogRecGetData(record);
+	char	   *end = p + XLogRecGetDataLen(record);
+	XLogRecPtr	lsn = record->EndRecPtr;
+	uint8		flags;
+	uint8		nlevels;
+	uint16		nagg;
+	uint16	   *idx;
+	char	   *packed;
+	uint64		applying_index = 0;
+	int64		applying_done = 0;
+	uint64		applied_index = 0;
+	uint64		intent_id = 0;
+	int64		intent_done = 0;
+	uint64		completes = 0;
+	uint32		nrows;
+	char	   *rowdata;
+	StreamLayout *layout;
+	EventSummary *delta;
+	TabPlusEntry e;
+	int			block_id;
+	int			k;
+
+#define REDO_TAKE(dst, n) \
+	do { \
+		if (p + (n) > end) \
+			elog(PANIC, "chronicle_raft redo: insert record too short"); \
+		memcpy((dst), p, (n)); \
+		p += (n); \
+	} while (0)
+
+	REDO_TAKE(&flags, 1);
+	REDO_TAKE(&nlevels, 1);
+	REDO_TAKE(&nagg, sizeof(nagg));
+	layout = palloc0(offsetof(StreamLayout, cols));
+	layout->nagg = nagg;
+	layout->aggkinds = palloc(sizeof(StreamAggKind) * Max(nagg, 1));
+	for (k = 0; k < nagg; k++)
+	{
+		uint8		kind;
+
+		REDO_TAKE(&kind, 1);
+		layout->aggkinds[k] = (StreamAggKind) kind;
+	}
+	idx = palloc(sizeof(uint16) * Max(nlevels, 1));
+	REDO_TAKE(idx, sizeof(uint16) * nlevels);
+	packed = p;
+	p += tabplus_summary_packed_size(layout);
+	if (flags & TABPLUS_INSERT_RAFT_PROGRESS)
+	{
+		REDO_TAKE(&applying_index, sizeof(uint64));
+		REDO_TAKE(&applying_done, sizeof(int64));
+		REDO_TAKE(&applied_index, sizeof(uint64));
+	}
+	if (flags & TABPLUS_INSERT_INTENT_PROGRESS)
+	{
+		REDO_TAKE(&intent_id, sizeof(uint64));
+		REDO_TAKE(&intent_done, sizeof(int64));
+	}
+	REDO_TAKE(&nrows, sizeof(nrows));
+	rowdata = p;
+	if (flags & TABPLUS_INSERT_COMPLETES_INTENT)
+	{
+		if (end - p < (ptrdiff_t) sizeof(uint64))
+			elog(PANIC, "chronicle_raft redo: insert record too short");
+		memcpy(&completes, end - sizeof(uint64), sizeof(uint64));
+		end -= sizeof(uint64);
+	}
+#undef REDO_TAKE
+	if (packed > end)
+		elog(PANIC, "chronicle_raft redo: insert record too short");
+	delta = palloc(event_summary_size(layout));
+	tabplus_summary_unpack(layout, packed, delta);
+	e.sum = palloc(event_summary_size(layout));
+
+	for (block_id = 0; block_id <= XLogRecMaxBlockId(record); block_id++)
+	{
+		Buffer		buf;
+		Page		page;
+
+		if (XLogReadBufferForRedo(record, block_id, &buf) == BLK_NEEDS_REDO)
+		{
+			const char *r = rowdata;
+			int			pos = 0;
+			uint32		n;
+
+			page = BufferGetPage(buf);
+			for (n = 0; n < nrows && (block_id == 0 || block_id == 1); n++)
+			{
+				uint16		len;
+
+				if (r + sizeof(len) > end)
+					elog(PANIC, "chronicle_raft redo: insert record too short");
+				memcpy(&len, r, sizeof(len));
+				r += sizeof(len);
+				if (r + len > end || len < sizeof(int64))
+					elog(PANIC, "chronicle_raft redo: insert record too short");
+				if (block_id == 0)
+					tabplus_meta_add_event(TabPlusPageGetMeta(page), row_get_time(r));
+				else
+				{
+					pos = tabplus_leaf_upper_bound(page, row_get_time(r), pos);
+					if (!tabplus_leaf_insert(page, pos, r, len))
+						elog(PANIC, "chronicle_raft redo: leaf insert failed");
+					pos++;
+				}
+				r += len;
+			}
+			if (block_id == 0)
+			{
+				TabPlusMeta *meta = TabPlusPageGetMeta(page);
+
+				if (flags & TABPLUS_INSERT_RAFT_PROGRESS)
+				{
+					meta->applying_index = applying_index;
+					meta->applying_done = applying_done;
+					meta->applied_index = applied_index;
+				}
+				if (flags & TABPLUS_INSERT_INTENT_PROGRESS)
+				{
+					meta->intent_id = intent_id;
+					meta->intent_done = intent_done;
+				}
+				if (flags & TABPLUS_INSERT_BATCH_DONE)
+					meta->batches++;
+			}
+			else if (block_id >= 2)
+			{
+				if (block_id - 2 >= nlevels)
+					elog(PANIC, "chronicle_raft redo: insert record has too many blocks");
+				tabplus_entry_get(page, idx[block_id - 2], layout, &e);
+				event_summary_merge(layout, e.sum, delta);
+				tabplus_entry_put(page, idx[block_id - 2], layout, &e);
+			}
+			PageSetLSN(page, lsn);
+			MarkBufferDirty(buf);
+		}
+		if (BufferIsValid(buf))
+			UnlockReleaseBuffer(buf);
+	}
+	if (completes != 0)
+		tabplus_intent_redo_completed(completes);
+	pfree(idx);
+	pfree(delta);
+	pfree(e.sum);
+	pfree(layout->aggkinds);
+	pfree(layout);
+}
 
 static void
 tabplus_redo(XLogReaderState *record)
@@ -196,6 +410,11 @@ tabplus_redo(XLogReaderState *record)
 	if (info == XLOG_TABPLUS_INTENT)
 	{
 		tabplus_intent_redo(record);
+		return;
+	}
+	if (info == XLOG_TABPLUS_INSERT)
+	{
+		tabplus_insert_redo(record);
 		return;
 	}
 	if (info != XLOG_TABPLUS_PAGES)
@@ -247,9 +466,11 @@ tabplus_desc(StringInfo buf, XLogReaderState *record)
 	uint8		info = XLogRecGetInfo(record) & ~XLR_INFO_MASK;
 	uint16		npages;
 
-	if (info == XLOG_TABPLUS_INTENT)
+	if (info == XLOG_TABPLUS_INTENT || info == XLOG_TABPLUS_INSERT)
 	{
-		appendStringInfo(buf, "intent %u bytes", XLogRecGetDataLen(record));
+		appendStringInfo(buf, "%s %u bytes",
+						 info == XLOG_TABPLUS_INTENT ? "intent" : "insert step",
+						 XLogRecGetDataLen(record));
 		return;
 	}
 	memcpy(&npages, XLogRecGetData(record), sizeof(npages));
@@ -271,6 +492,8 @@ tabplus_identify(uint8 info)
 		return "TABPLUS_PAGES";
 	if ((info & ~XLR_INFO_MASK) == XLOG_TABPLUS_INTENT)
 		return "TABPLUS_INTENT";
+	if ((info & ~XLR_INFO_MASK) == XLOG_TABPLUS_INSERT)
+		return "TABPLUS_INSERT";
 	return NULL;
 }
 

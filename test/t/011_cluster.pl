@@ -22,7 +22,10 @@ use File::Basename qw(basename);
 use IO::Socket::INET;
 use Time::HiRes qw(usleep time);
 
-my ($nodes_ref, $ports_ref) = start_cluster('n', 3);
+# wal_consistency_checking: the killed leader's recovery replays the Raft
+# apply's TAB+ records and compares every page with the one it logged
+my ($nodes_ref, $ports_ref) =
+  start_cluster('n', 3, "wal_consistency_checking = 'chronicle_raft'\n");
 my @nodes = @$nodes_ref;
 my @ports = @$ports_ref;
 
