@@ -99,15 +99,21 @@ static bool encode_buf_ready = false;
 /*
  * On a replicated server only streams created through the Raft log may
  * take events: any other would exist on this node alone, and replicating
- * its events would make the nodes diverge.
+ * its events would make the nodes diverge.  The check costs a query, so a
+ * yes is remembered with the relcache entry.
  */
 static void
 check_stream_replicated(Relation rel)
 {
+	static Oid	cluster_dboid = InvalidOid;
 	char		sql[160];
 	bool		known;
 
-	if (MyDatabaseId != get_database_oid(chronicle_database, true))
+	if (stream_relcache(rel)->cluster_known)
+		return;
+	if (!OidIsValid(cluster_dboid))
+		cluster_dboid = get_database_oid(chronicle_database, true);
+	if (MyDatabaseId != cluster_dboid)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("stream \"%s\" is not in the replicated database \"%s\"",
@@ -125,6 +131,8 @@ check_stream_replicated(Relation rel)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stream \"%s\" is not known cluster-wide", RelationGetRelationName(rel)),
 				 errhint("Streams of a replicated server must be created with CREATE TABLE ... USING chronicle while the cluster is configured; this one exists on this node only.")));
+	/* a stream leaves cluster_streams only by DROP, which invalidates this */
+	stream_relcache(rel)->cluster_known = true;
 }
 
 static StreamStage *

@@ -118,10 +118,9 @@ tabplus_read_page(Relation rel, BlockNumber blkno, char *copy)
  * The meta page contents; false for a stream that has no tree yet.
  *
  * Once a relation file has a valid meta page it keeps one, so the answer
- * is remembered in rd_amcache and the file size (an lseek) is only asked
- * until then.  The relcache frees rd_amcache whenever the entry is
- * invalidated (TRUNCATE and every other relfilenode change);
- * tabplus_forget_tree() covers the one truncation that is not.
+ * is remembered (StreamRelCache) and the file size (an lseek) is only asked
+ * until then; tabplus_forget_tree() covers the one truncation that does
+ * not invalidate the relcache entry.
  */
 bool
 tabplus_read_meta(Relation rel, TabPlusMeta *meta)
@@ -129,7 +128,8 @@ tabplus_read_meta(Relation rel, TabPlusMeta *meta)
 	Buffer		buf;
 	Page		page;
 
-	if (rel->rd_amcache == NULL && RelationGetNumberOfBlocks(rel) == 0)
+	if ((rel->rd_amcache == NULL || !stream_relcache(rel)->tree_exists) &&
+		RelationGetNumberOfBlocks(rel) == 0)
 		return false;
 	buf = ReadBuffer(rel, TABPLUS_META_BLOCK);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
@@ -156,8 +156,7 @@ tabplus_read_meta(Relation rel, TabPlusMeta *meta)
 	}
 	*meta = *TabPlusPageGetMeta(page);
 	UnlockReleaseBuffer(buf);
-	if (rel->rd_amcache == NULL)
-		rel->rd_amcache = MemoryContextAllocZero(CacheMemoryContext, sizeof(bool));
+	stream_relcache(rel)->tree_exists = true;
 	if (meta->version != TABPLUS_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -167,13 +166,21 @@ tabplus_read_meta(Relation rel, TabPlusMeta *meta)
 	return true;
 }
 
+StreamRelCache *
+stream_relcache(Relation rel)
+{
+	if (rel->rd_amcache == NULL)
+		rel->rd_amcache = MemoryContextAllocZero(CacheMemoryContext, sizeof(StreamRelCache));
+	return (StreamRelCache *) rel->rd_amcache;
+}
+
 /* Whether the stream has a tree, without reading the meta page once known. */
 bool
 tabplus_tree_exists(Relation rel)
 {
 	TabPlusMeta meta;
 
-	return rel->rd_amcache != NULL || tabplus_read_meta(rel, &meta);
+	return stream_relcache(rel)->tree_exists || tabplus_read_meta(rel, &meta);
 }
 
 /* The relation was truncated to nothing in place (same relfilenode). */
@@ -181,8 +188,7 @@ void
 tabplus_forget_tree(Relation rel)
 {
 	if (rel->rd_amcache != NULL)
-		pfree(rel->rd_amcache);
-	rel->rd_amcache = NULL;
+		stream_relcache(rel)->tree_exists = false;
 }
 
 /* Begin a step: register the meta page. */
@@ -560,12 +566,23 @@ insert_step_record(TreeCtx *ctx, const TreePath *path, const char *packed,
 		appendBinaryStringInfo(&buf, (char *) &meta->intent_done, sizeof(int64));
 	}
 	appendBinaryStringInfo(&buf, (char *) &n32, sizeof(n32));
-	for (k = 0; k < nrows; k++)
 	{
-		uint16		len = (uint16) rows[k].len;
+		Size		bytes = 0;
+		char	   *p;
 
-		appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
-		appendBinaryStringInfo(&buf, rows[k].data, len);
+		for (k = 0; k < nrows; k++)
+			bytes += sizeof(uint16) + rows[k].len;
+		enlargeStringInfo(&buf, bytes);
+		p = buf.data + buf.len;
+		for (k = 0; k < nrows; k++)
+		{
+			uint16		len = (uint16) rows[k].len;
+
+			memcpy(p, &len, sizeof(len));
+			memcpy(p + sizeof(len), rows[k].data, len);
+			p += sizeof(len) + len;
+		}
+		buf.len += bytes;
 	}
 	ctx->wal.logical = buf.data;
 	ctx->wal.logical_len = buf.len;

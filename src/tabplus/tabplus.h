@@ -156,6 +156,19 @@ extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows, uint64 log_index,
 								uint64 intent_id, bool *stream_locked);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
+/*
+ * Facts about a stream that stay true until its relcache entry is
+ * invalidated (which every DROP, TRUNCATE and relfilenode change does): kept
+ * in rd_amcache, which the relcache frees then.  Only positive answers are
+ * kept.
+ */
+typedef struct StreamRelCache
+{
+	bool		tree_exists;	/* the relation file has a valid meta page */
+	bool		cluster_known;	/* listed in chronicle.cluster_streams */
+} StreamRelCache;
+
+extern StreamRelCache *stream_relcache(Relation rel);
 extern bool tabplus_tree_exists(Relation rel);
 extern void tabplus_forget_tree(Relation rel);
 extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
