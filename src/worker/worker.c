@@ -182,6 +182,72 @@ typedef struct WorkerState
 
 static WorkerState ws;
 
+/*
+ * The loop's wait set, kept across iterations: creating one costs an
+ * epoll_create, an epoll_ctl per socket and a close, on every wakeup.  It
+ * is rebuilt when the sockets change (a connection opened, closed or
+ * freed: conn_epoch, which also tells a reused fd and address apart) and
+ * otherwise only has the masks that changed modified.
+ */
+typedef struct WaitSlot
+{
+	int			fd;
+	void	   *user;
+	uint32		mask;
+	int			pos;			/* position in wait_set */
+} WaitSlot;
+
+static WaitEventSet *wait_set = NULL;
+static WaitSlot wait_slots[1 + CLUSTER_MAX_MEMBERS + lengthof(ws.inbound)];
+static int	nwait_slots = 0;
+static uint64 wait_set_epoch = 0;
+static uint64 conn_epoch = 1;
+
+static void
+worker_conn_free(peer_conn *c)
+{
+	conn_free(c);
+	conn_epoch++;
+}
+
+static WaitEventSet *
+wait_set_update(WaitSlot *want, int nwant)
+{
+	bool		same = wait_set != NULL && wait_set_epoch == conn_epoch &&
+		nwant == nwait_slots;
+	int			i;
+
+	for (i = 0; same && i < nwant; i++)
+		same = want[i].fd == wait_slots[i].fd && want[i].user == wait_slots[i].user;
+	if (same)
+	{
+		for (i = 0; i < nwant; i++)
+		{
+			if (want[i].mask != wait_slots[i].mask)
+			{
+				ModifyWaitEvent(wait_set, wait_slots[i].pos, want[i].mask, NULL);
+				wait_slots[i].mask = want[i].mask;
+			}
+		}
+		return wait_set;
+	}
+
+	if (wait_set != NULL)
+		FreeWaitEventSet(wait_set);
+	wait_set = CreateWaitEventSet(TopMemoryContext, 2 + lengthof(wait_slots));
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < nwant; i++)
+	{
+		wait_slots[i] = want[i];
+		wait_slots[i].pos = AddWaitEventToSet(wait_set, want[i].mask, want[i].fd,
+											  NULL, want[i].user);
+	}
+	nwait_slots = nwant;
+	wait_set_epoch = conn_epoch;
+	return wait_set;
+}
+
 void
 cluster_register_worker(void)
 {
@@ -992,7 +1058,7 @@ peer_drop(uint64 id)
 		if (ws.peers[i].member.id != id)
 			continue;
 		if (ws.peers[i].conn)
-			conn_free(ws.peers[i].conn);
+			worker_conn_free(ws.peers[i].conn);
 		ws.peers[i] = ws.peers[--ws.npeers];
 		return;
 	}
@@ -1006,7 +1072,7 @@ peer_closed(struct Peer *peer)
 	ereport(LOG,
 			(errmsg("chronicle_raft connection to node %llu closed: %s",
 					(unsigned long long) peer->member.id, reason ? reason : "closed")));
-	conn_free(peer->conn);
+	worker_conn_free(peer->conn);
 	peer->conn = NULL;
 	peer->next_dial_ms = backoff_next(&peer->backoff, now_ms());
 }
@@ -1032,6 +1098,7 @@ network_dial(void)
 			continue;
 		}
 		peer->conn = conn_new_outbound(&ws.tcfg, fd, peer->member.id, now, err, sizeof(err));
+		conn_epoch++;
 		if (peer->conn == NULL)
 			peer->next_dial_ms = backoff_next(&peer->backoff, now);
 	}
@@ -1081,11 +1148,11 @@ adopt_inbound(peer_conn *c)
 
 	if (peer == NULL)
 	{
-		conn_free(c);
+		worker_conn_free(c);
 		return;
 	}
 	if (peer->conn != NULL)
-		conn_free(peer->conn);	/* the peer restarted: keep the new one */
+		worker_conn_free(peer->conn);	/* the peer restarted: keep the new one */
 	peer->conn = c;
 	backoff_reset(&peer->backoff);
 }
@@ -1100,16 +1167,15 @@ network_wait_and_serve(long timeout_ms)
 {
 	WaitEventSet *set;
 	WaitEvent	events[80];
+	WaitSlot	want[lengthof(wait_slots)];
+	int			nwant = 0;
 	int			nevents;
 	int			i;
 	uint64		now;
 
-	set = CreateWaitEventSet(CurrentMemoryContext, 3 + ws.npeers + ws.ninbound);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	if (ws.listen_fd >= 0)
-		AddWaitEventToSet(set, WL_SOCKET_READABLE, ws.listen_fd, NULL, (void *) -1);
-	for (i = 0; i < ws.npeers; i++)
+		want[nwant++] = (WaitSlot) {ws.listen_fd, (void *) -1, WL_SOCKET_READABLE, -1};
+	for (i = 0; i < ws.npeers && nwant < (int) lengthof(want); i++)
 	{
 		peer_conn  *c = ws.peers[i].conn;
 		uint32		mask = 0;
@@ -1121,9 +1187,9 @@ network_wait_and_serve(long timeout_ms)
 		if (conn_wants_write(c))
 			mask |= WL_SOCKET_WRITEABLE;
 		if (mask)
-			AddWaitEventToSet(set, mask, conn_fd(c), NULL, c);
+			want[nwant++] = (WaitSlot) {conn_fd(c), c, mask, -1};
 	}
-	for (i = 0; i < ws.ninbound; i++)
+	for (i = 0; i < ws.ninbound && nwant < (int) lengthof(want); i++)
 	{
 		peer_conn  *c = ws.inbound[i];
 		uint32		mask = WL_SOCKET_READABLE;
@@ -1132,8 +1198,9 @@ network_wait_and_serve(long timeout_ms)
 			continue;
 		if (conn_wants_write(c))
 			mask |= WL_SOCKET_WRITEABLE;
-		AddWaitEventToSet(set, mask, conn_fd(c), NULL, c);
+		want[nwant++] = (WaitSlot) {conn_fd(c), c, mask, -1};
 	}
+	set = wait_set_update(want, nwant);
 
 	nevents = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
 	for (i = 0; i < nevents; i++)
@@ -1150,13 +1217,15 @@ network_wait_and_serve(long timeout_ms)
 			/* at the cap, the oldest unauthenticated connection makes room */
 			if (ws.ninbound == (int) lengthof(ws.inbound))
 			{
-				conn_free(ws.inbound[0]);
+				worker_conn_free(ws.inbound[0]);
 				ws.inbound[0] = ws.inbound[--ws.ninbound];
 			}
 			while (ws.ninbound < (int) lengthof(ws.inbound) &&
 				   transport_accept(ws.listen_fd, &fd, err, sizeof(err)) == 1)
 			{
 				peer_conn  *c = conn_new_inbound(&ws.tcfg, fd, now_ms(), err, sizeof(err));
+
+				conn_epoch++;
 
 				if (c != NULL)
 					ws.inbound[ws.ninbound++] = c;
@@ -1173,8 +1242,6 @@ network_wait_and_serve(long timeout_ms)
 				conn_on_writable(c);
 		}
 	}
-	FreeWaitEventSet(set);
-
 	/* handshakes of accepted connections */
 	now = now_ms();
 	for (i = 0; i < ws.ninbound; i++)
@@ -1193,7 +1260,7 @@ network_wait_and_serve(long timeout_ms)
 					(errmsg("chronicle_raft refused a connection from %s: %s",
 							conn_peer_addr(c), conn_close_reason(c))));
 			ws.inbound[i--] = ws.inbound[--ws.ninbound];
-			conn_free(c);
+			worker_conn_free(c);
 		}
 	}
 	for (i = 0; i < ws.npeers; i++)
