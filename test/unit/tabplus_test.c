@@ -322,6 +322,88 @@ test_entry_roundtrip(void)
 	free_layout(l);
 }
 
+/*
+ * The logical insert-step WAL record carries the step's delta packed; redo
+ * merges the unpacked delta.  Both must write the same entry bytes as the
+ * original delta did.
+ */
+static void
+test_summary_pack_roundtrip(void)
+{
+	StreamLayout *l = make_layout(3);
+	EventSummary *delta = make_summary(l);
+	EventSummary *back = make_summary(l);
+	TabPlusEntry e;
+	PGAlignedBlock a;
+	PGAlignedBlock b;
+	char		packed[3 * 8 + 3 * 40];
+	int128		big = ((int128) 1 << 90) - 3;
+
+	CHECK(tabplus_summary_packed_size(l) == sizeof(packed));
+	delta->count = 5;
+	delta->min_ts = -3;
+	delta->max_ts = 77;
+	delta->cols[0].count = 4;
+	delta->cols[0].isum = big;
+	delta->cols[0].imin = -9;
+	delta->cols[0].imax = 1234567890123LL;
+	delta->cols[1].count = 5;
+	delta->cols[1].fsum = 2.5e-7;
+	delta->cols[1].fmin = -0.0;
+	delta->cols[1].fmax = 3.25;
+	delta->cols[2].count = 0;
+	tabplus_summary_pack(l, delta, packed);
+	tabplus_summary_unpack(l, packed, back);
+	CHECK(back->count == 5 && back->min_ts == -3 && back->max_ts == 77);
+	CHECK(back->cols[0].count == 4 && back->cols[0].isum == big);
+	CHECK(back->cols[0].imin == -9 && back->cols[0].imax == 1234567890123LL);
+	CHECK(back->cols[1].count == 5 && back->cols[1].fsum == 2.5e-7);
+	CHECK(back->cols[1].fmin == -0.0 && back->cols[1].fmax == 3.25);
+	CHECK(back->cols[2].count == 0);
+
+	/* one entry merged with each: same bytes */
+	e.sum = make_summary(l);
+	tabplus_page_init(a.data, TABPLUS_PAGE_INTERNAL, 1);
+	e.child = 7;
+	e.low_key = 100;
+	e.sum->count = 10;
+	e.sum->cols[0].count = 10;
+	e.sum->cols[0].isum = 1000;
+	e.sum->cols[1].count = 10;
+	e.sum->cols[1].fsum = 1.5;
+	CHECK(tabplus_entry_insert(a.data, 0, l, &e));
+	memcpy(b.data, a.data, BLCKSZ);
+	tabplus_entry_get(a.data, 0, l, &e);
+	event_summary_merge(l, e.sum, delta);
+	tabplus_entry_put(a.data, 0, l, &e);
+	tabplus_entry_get(b.data, 0, l, &e);
+	event_summary_merge(l, e.sum, back);
+	tabplus_entry_put(b.data, 0, l, &e);
+	CHECK(memcmp(a.data, b.data, BLCKSZ) == 0);
+	free(e.sum);
+	free(delta);
+	free(back);
+	free_layout(l);
+}
+
+/* Meta counters: count, time range, and events older than the newest. */
+static void
+test_meta_add_event(void)
+{
+	TabPlusMeta meta;
+	int64		ts[] = {10, 20, 15, 5, 30, 30};
+	int			i;
+
+	memset(&meta, 0, sizeof(meta));
+	meta.min_ts = PG_INT64_MAX;
+	meta.max_ts = PG_INT64_MIN;
+	for (i = 0; i < (int) lengthof(ts); i++)
+		tabplus_meta_add_event(&meta, ts[i]);
+	CHECK(meta.count == 6);
+	CHECK(meta.min_ts == 5 && meta.max_ts == 30);
+	CHECK(meta.out_of_order == 2);	/* 15 and 5; a tie is not out of order */
+}
+
 static void
 test_internal_route_capacity_split(void)
 {
@@ -498,6 +580,8 @@ main(void)
 	run_test("leaf fills to capacity and refuses without change", test_leaf_full_and_free_space);
 	run_test("leaf split keeps order, content and compacts", test_leaf_split);
 	run_test("index entry round-trips int128 and float aggregates", test_entry_roundtrip);
+	run_test("packed summary round-trips and merges to the same entry bytes", test_summary_pack_roundtrip);
+	run_test("meta counters count events, time range and out-of-order ones", test_meta_add_event);
 	run_test("internal routing, capacity and split", test_internal_route_capacity_split);
 	run_test("internal node summary merges its entries", test_internal_summary);
 	run_test("page delta reproduces leaf changes over any hole", test_delta_leaf_changes);
