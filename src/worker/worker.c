@@ -210,6 +210,17 @@ worker_conn_free(peer_conn *c)
 	conn_epoch++;
 }
 
+static void
+want_socket(WaitSlot *want, int *nwant, int fd, void *user, uint32 mask)
+{
+	WaitSlot   *w = &want[(*nwant)++];
+
+	w->fd = fd;
+	w->user = user;
+	w->mask = mask;
+	w->pos = -1;
+}
+
 static WaitEventSet *
 wait_set_update(WaitSlot *want, int nwant)
 {
@@ -1174,7 +1185,7 @@ network_wait_and_serve(long timeout_ms)
 	uint64		now;
 
 	if (ws.listen_fd >= 0)
-		want[nwant++] = (WaitSlot) {ws.listen_fd, (void *) -1, WL_SOCKET_READABLE, -1};
+		want_socket(want, &nwant, ws.listen_fd, (void *) -1, WL_SOCKET_READABLE);
 	for (i = 0; i < ws.npeers && nwant < (int) lengthof(want); i++)
 	{
 		peer_conn  *c = ws.peers[i].conn;
@@ -1187,7 +1198,7 @@ network_wait_and_serve(long timeout_ms)
 		if (conn_wants_write(c))
 			mask |= WL_SOCKET_WRITEABLE;
 		if (mask)
-			want[nwant++] = (WaitSlot) {conn_fd(c), c, mask, -1};
+			want_socket(want, &nwant, conn_fd(c), c, mask);
 	}
 	for (i = 0; i < ws.ninbound && nwant < (int) lengthof(want); i++)
 	{
@@ -1198,7 +1209,7 @@ network_wait_and_serve(long timeout_ms)
 			continue;
 		if (conn_wants_write(c))
 			mask |= WL_SOCKET_WRITEABLE;
-		want[nwant++] = (WaitSlot) {conn_fd(c), c, mask, -1};
+		want_socket(want, &nwant, conn_fd(c), c, mask);
 	}
 	set = wait_set_update(want, nwant);
 
