@@ -52,7 +52,8 @@ $standby->start;
 # ---------------------------------------------- the standby reads while it replays
 $primary->safe_psql('postgres',
 	"INSERT INTO m SELECT 20000 + i, i % 7, 1 FROM generate_series(1, 5000) i");
-$primary->wait_for_catchup($standby);
+# the events are applied after the commit record: wait for their records too
+$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
 is($standby->safe_psql('postgres', 'SELECT count(*), sum(v) FROM m'),
 	'25000|100010000', 'the hot standby reads the replicated stream');
 is( $standby->safe_psql(
