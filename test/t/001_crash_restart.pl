@@ -71,6 +71,28 @@ sub crash_and_restart
 	return;
 }
 
+# Wait (up to 60 s) until transaction $xid, whose COMMIT session $committer
+# runs and then echoes $marker, is committed while COMMIT has not returned
+# yet: its events are being applied.  True if seen so; false if COMMIT
+# returned first.
+sub wait_applying
+{
+	my ($committer, $watcher, $xid, $marker) = @_;
+	my $deadline = time() + 60;
+	while (time() < $deadline)
+	{
+		$committer->{run}->pump_nb();
+		return 0 if $committer->{stdout} =~ /$marker/;
+		if ($watcher->query_safe("SELECT pg_xact_status('$xid')") eq 'committed')
+		{
+			$committer->{run}->pump_nb();
+			return $committer->{stdout} =~ /$marker/ ? 0 : 1;
+		}
+		usleep(2_000);
+	}
+	return 0;
+}
+
 # Aggregates of $col over every interval of @$ranges, from
 # chronicle.aggregate(), one line per interval "i|count|sum|min|max|avg|ok"
 # where ok says whether the plain SQL recount over the same stream gives the
@@ -321,20 +343,7 @@ $bigs->{run}->pump_nb();
 
 # wait until the transaction is committed but COMMIT has not returned: the
 # backend is applying the events; let part of that reach the WAL, then crash
-my $applying = 0;
-my $deadline = time() + 60;
-while (time() < $deadline)
-{
-	$bigs->{run}->pump_nb();
-	last if $bigs->{stdout} =~ /big_committed/;
-	if ($watch->query_safe("SELECT pg_xact_status('$bigxid')") eq 'committed')
-	{
-		$bigs->{run}->pump_nb();
-		$applying = 1 unless $bigs->{stdout} =~ /big_committed/;
-		last;
-	}
-	usleep(5_000);
-}
+my $applying = wait_applying($bigs, $watch, $bigxid, 'big_committed');
 usleep(100_000) if $applying;
 $bigs->{run}->pump_nb();
 my $big_acked = ($bigs->{stdout} =~ /big_committed/) ? 1 : 0;
@@ -483,20 +492,7 @@ $xid4 =~ s/\s+//g;
 my $w4 = $node->background_psql('postgres', on_error_stop => 1);
 $s4->{stdin} .= "COMMIT;\n\\echo big4_committed\n";
 $s4->{run}->pump_nb();
-my $applying4 = 0;
-$deadline = time() + 60;
-while (time() < $deadline)
-{
-	$s4->{run}->pump_nb();
-	last if $s4->{stdout} =~ /big4_committed/;
-	if ($w4->query_safe("SELECT pg_xact_status('$xid4')") eq 'committed')
-	{
-		$s4->{run}->pump_nb();
-		$applying4 = 1 unless $s4->{stdout} =~ /big4_committed/;
-		last;
-	}
-	usleep(2_000);
-}
+my $applying4 = wait_applying($s4, $w4, $xid4, 'big4_committed');
 $w4->query_safe('CHECKPOINT');
 $s4->{run}->pump_nb();
 my $acked4 = ($s4->{stdout} =~ /big4_committed/) ? 1 : 0;
