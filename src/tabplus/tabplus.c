@@ -97,21 +97,17 @@ tree_new_block(Relation rel)
 }
 
 /*
- * Copy a page under a share lock.  Only the meta block may be missing (an
- * empty stream); every other block number comes from the tree itself.
+ * Copy a tree page under a share lock.  The block number comes from the
+ * tree itself; the meta page is read by tabplus_read_meta().
  */
-bool
+void
 tabplus_read_page(Relation rel, BlockNumber blkno, char *copy)
 {
-	Buffer		buf;
+	Buffer		buf = ReadBuffer(rel, blkno);
 
-	if (blkno == TABPLUS_META_BLOCK && RelationGetNumberOfBlocks(rel) == 0)
-		return false;
-	buf = ReadBuffer(rel, blkno);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(copy, BufferGetPage(buf), BLCKSZ);
 	UnlockReleaseBuffer(buf);
-	return true;
 }
 
 /*
@@ -770,8 +766,8 @@ tabplus_find_leaf(Relation rel, const StreamLayout *layout, const TabPlusMeta *m
 	e.sum = palloc(event_summary_size(layout));
 	for (level = meta->height - 1; level >= 1; level--)
 	{
-		if (!tabplus_read_page(rel, blk, page.data) ||
-			!tabplus_page_is(page.data, TABPLUS_PAGE_INTERNAL))
+		tabplus_read_page(rel, blk, page.data);
+		if (!tabplus_page_is(page.data, TABPLUS_PAGE_INTERNAL))
 			elog(ERROR, "TAB+ block %u of \"%s\" is not an index page",
 				 blk, RelationGetRelationName(rel));
 		tabplus_entry_get(page.data, tabplus_internal_route(page.data, layout, ts), layout, &e);
@@ -802,8 +798,8 @@ aggregate_node(AggWalk *walk, BlockNumber blk, int level)
 	PGAlignedBlock *page = palloc(sizeof(PGAlignedBlock));
 	const StreamLayout *layout = walk->layout;
 
-	if (!tabplus_read_page(walk->rel, blk, page->data) ||
-		!tabplus_page_is(page->data, level == 0 ? TABPLUS_PAGE_LEAF : TABPLUS_PAGE_INTERNAL))
+	tabplus_read_page(walk->rel, blk, page->data);
+	if (!tabplus_page_is(page->data, level == 0 ? TABPLUS_PAGE_LEAF : TABPLUS_PAGE_INTERNAL))
 		elog(ERROR, "TAB+ block %u of \"%s\" is not a level %d page",
 			 blk, RelationGetRelationName(walk->rel), level);
 	walk->pages++;

@@ -173,7 +173,7 @@ extern bool tabplus_tree_exists(Relation rel);
 extern void tabplus_forget_tree(Relation rel);
 extern BlockNumber tabplus_find_leaf(Relation rel, const StreamLayout *layout,
 									 const TabPlusMeta *meta, int64 ts);
-extern bool tabplus_read_page(Relation rel, BlockNumber blkno, char *copy);
+extern void tabplus_read_page(Relation rel, BlockNumber blkno, char *copy);
 extern void tabplus_aggregate(Relation rel, const StreamLayout *layout,
 							  bool has_from, int64 from, bool has_to, int64 to,
 							  EventSummary *result, int64 *pages_read);
@@ -209,6 +209,19 @@ extern Page tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew);
 extern void tabplus_wal_finish(TabPlusWal *w);
 extern void tabplus_wal_release(TabPlusWal *w);
 extern void tabplus_register_rmgr(void);
+
+/*
+ * Copy the next n bytes of a WAL record's data into dst and step past them.
+ * A record shorter than its own fields say cannot have been written by us.
+ */
+static inline void
+tabplus_redo_take(char **p, const char *end, void *dst, Size n)
+{
+	if (*p + n > end)
+		elog(PANIC, "chronicle_raft redo: record too short");
+	memcpy(dst, *p, n);
+	*p += n;
+}
 
 /* ---- commit intents (tabplus_intent.c) ---- */
 extern uint64 tabplus_intent_log(Relation rel, StagedRow *rows, int64 nrows,

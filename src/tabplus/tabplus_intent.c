@@ -291,17 +291,9 @@ tabplus_intent_redo(XLogReaderState *record)
 	uint32		nrows;
 	uint8		flags;
 
-#define INTENT_TAKE(dst) \
-	do { \
-		if (p + sizeof(dst) > end) \
-			elog(PANIC, "chronicle_raft redo: intent record too short"); \
-		memcpy(&(dst), p, sizeof(dst)); \
-		p += sizeof(dst); \
-	} while (0)
-
 	if (redo_intents == NULL)
 		tabplus_intent_recovery_start();
-	INTENT_TAKE(flags);
+	tabplus_redo_take(&p, end, &flags, sizeof(flags));
 	if (flags & INTENT_FIRST)
 	{
 		Oid			relid;
@@ -310,12 +302,12 @@ tabplus_intent_redo(XLogReaderState *record)
 		bool		found;
 		MemoryContext oldcxt;
 
-		INTENT_TAKE(relid);
-		INTENT_TAKE(node);
-		INTENT_TAKE(nrows);
+		tabplus_redo_take(&p, end, &relid, sizeof(relid));
+		tabplus_redo_take(&p, end, &node, sizeof(node));
+		tabplus_redo_take(&p, end, &nrows, sizeof(nrows));
 		total = nrows;
 		if (!(flags & INTENT_LAST))
-			INTENT_TAKE(total);
+			tabplus_redo_take(&p, end, &total, sizeof(total));
 		intent_id = record->EndRecPtr;
 		intent = hash_search(redo_intents, &intent_id, HASH_ENTER, &found);
 		intent->xid = XLogRecGetXid(record);
@@ -331,14 +323,13 @@ tabplus_intent_redo(XLogReaderState *record)
 	}
 	else
 	{
-		INTENT_TAKE(intent_id);
-		INTENT_TAKE(nrows);
+		tabplus_redo_take(&p, end, &intent_id, sizeof(intent_id));
+		tabplus_redo_take(&p, end, &nrows, sizeof(nrows));
 		/* a continuation whose first chunk precedes the redo start is not needed */
 		intent = hash_search(redo_intents, &intent_id, HASH_FIND, NULL);
 		if (intent == NULL)
 			return;
 	}
-#undef INTENT_TAKE
 	intent->nrows += nrows;
 	appendBinaryStringInfo(&intent->data, p, end - p);
 }

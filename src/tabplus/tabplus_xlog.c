@@ -77,13 +77,21 @@ tabplus_wal_init(TabPlusWal *w, Relation rel)
  * a few hundred bytes to copy instead of BLCKSZ.  The copy's hole is left
  * as it was; tabplus_wal_finish() zeroes it before a whole-page copy back.
  */
+static bool
+page_has_hole(Page page)
+{
+	PageHeader	hdr = (PageHeader) page;
+
+	return hdr->pd_lower >= SizeOfPageHeaderData && hdr->pd_lower <= hdr->pd_upper &&
+		hdr->pd_upper <= BLCKSZ;
+}
+
 static void
 copy_page_contents(char *dst, Page src)
 {
 	PageHeader	hdr = (PageHeader) src;
 
-	if (hdr->pd_lower < SizeOfPageHeaderData || hdr->pd_lower > hdr->pd_upper ||
-		hdr->pd_upper > BLCKSZ)
+	if (!page_has_hole(src))
 	{
 		memcpy(dst, src, BLCKSZ);
 		return;
@@ -185,8 +193,7 @@ tabplus_wal_finish(TabPlusWal *w)
 		{
 			PageHeader	hdr = (PageHeader) w->work[i].data;
 
-			if (hdr->pd_lower >= SizeOfPageHeaderData && hdr->pd_lower <= hdr->pd_upper &&
-				hdr->pd_upper <= BLCKSZ)
+			if (page_has_hole(w->work[i].data))
 				memset(w->work[i].data + hdr->pd_lower, 0, hdr->pd_upper - hdr->pd_lower);
 			memcpy(BufferGetPage(w->buffers[i]), w->work[i].data, BLCKSZ);
 		}
@@ -274,17 +281,10 @@ tabplus_insert_redo(XLogReaderState *record)
 	int			block_id;
 	int			k;
 
-#define REDO_TAKE(dst, n) \
-	do { \
-		if (p + (n) > end) \
-			elog(PANIC, "chronicle_raft redo: insert record too short"); \
-		memcpy((dst), p, (n)); \
-		p += (n); \
-	} while (0)
 
-	REDO_TAKE(&flags, 1);
-	REDO_TAKE(&nlevels, 1);
-	REDO_TAKE(&nagg, sizeof(nagg));
+	tabplus_redo_take(&p, end, &flags, 1);
+	tabplus_redo_take(&p, end, &nlevels, 1);
+	tabplus_redo_take(&p, end, &nagg, sizeof(nagg));
 	layout = palloc0(offsetof(StreamLayout, cols));
 	layout->nagg = nagg;
 	layout->aggkinds = palloc(sizeof(StreamAggKind) * Max(nagg, 1));
@@ -292,25 +292,25 @@ tabplus_insert_redo(XLogReaderState *record)
 	{
 		uint8		kind;
 
-		REDO_TAKE(&kind, 1);
+		tabplus_redo_take(&p, end, &kind, 1);
 		layout->aggkinds[k] = (StreamAggKind) kind;
 	}
 	idx = palloc(sizeof(uint16) * Max(nlevels, 1));
-	REDO_TAKE(idx, sizeof(uint16) * nlevels);
+	tabplus_redo_take(&p, end, idx, sizeof(uint16) * nlevels);
 	packed = p;
 	p += tabplus_summary_packed_size(layout);
 	if (flags & TABPLUS_INSERT_RAFT_PROGRESS)
 	{
-		REDO_TAKE(&applying_index, sizeof(uint64));
-		REDO_TAKE(&applying_done, sizeof(int64));
-		REDO_TAKE(&applied_index, sizeof(uint64));
+		tabplus_redo_take(&p, end, &applying_index, sizeof(uint64));
+		tabplus_redo_take(&p, end, &applying_done, sizeof(int64));
+		tabplus_redo_take(&p, end, &applied_index, sizeof(uint64));
 	}
 	if (flags & TABPLUS_INSERT_INTENT_PROGRESS)
 	{
-		REDO_TAKE(&intent_id, sizeof(uint64));
-		REDO_TAKE(&intent_done, sizeof(int64));
+		tabplus_redo_take(&p, end, &intent_id, sizeof(uint64));
+		tabplus_redo_take(&p, end, &intent_done, sizeof(int64));
 	}
-	REDO_TAKE(&nrows, sizeof(nrows));
+	tabplus_redo_take(&p, end, &nrows, sizeof(nrows));
 	rowdata = p;
 	if (flags & TABPLUS_INSERT_COMPLETES_INTENT)
 	{
@@ -319,7 +319,6 @@ tabplus_insert_redo(XLogReaderState *record)
 		memcpy(&completes, end - sizeof(uint64), sizeof(uint64));
 		end -= sizeof(uint64);
 	}
-#undef REDO_TAKE
 	if (packed > end)
 		elog(PANIC, "chronicle_raft redo: insert record too short");
 	delta = palloc(event_summary_size(layout));

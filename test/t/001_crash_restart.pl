@@ -71,6 +71,24 @@ sub crash_and_restart
 	return;
 }
 
+# Run $sql in a transaction of a background session and send its COMMIT,
+# followed by \echo $marker, without waiting.  Returns that session, a
+# second session to watch with, and the transaction's id.
+sub start_commit
+{
+	my ($sql, $marker) = @_;
+	my $committer = $node->background_psql('postgres', on_error_stop => 1);
+	my $watcher = $node->background_psql('postgres', on_error_stop => 1);
+	my $xid;
+
+	$committer->query_safe("BEGIN; $sql;");
+	$xid = $committer->query_safe("SELECT pg_current_xact_id()");
+	$xid =~ s/\s+//g;
+	$committer->{stdin} .= "COMMIT;\n\\echo $marker\n";
+	$committer->{run}->pump_nb();
+	return ($committer, $watcher, $xid);
+}
+
 # Wait (up to 60 s) until transaction $xid, whose COMMIT session $committer
 # runs and then echoes $marker, is committed while COMMIT has not returned
 # yet: its events are being applied.  True if seen so; false if COMMIT
@@ -333,13 +351,8 @@ INSERT INTO r VALUES ($T0 + interval '1 year', 999, 1);});
 # not), never a part: the events are applied only after the commit record,
 # and a crash in the middle is finished from the WAL-logged intent.
 my $nbig = 1500000;
-my $bigs = $node->background_psql('postgres', on_error_stop => 1);
-$bigs->query_safe("BEGIN; INSERT INTO big SELECT i, 1 FROM generate_series(1, $nbig) i;");
-my $bigxid = $bigs->query_safe("SELECT pg_current_xact_id()");
-$bigxid =~ s/\s+//g;
-my $watch = $node->background_psql('postgres', on_error_stop => 1);
-$bigs->{stdin} .= "COMMIT;\n\\echo big_committed\n";
-$bigs->{run}->pump_nb();
+my ($bigs, $watch, $bigxid) = start_commit(
+	"INSERT INTO big SELECT i, 1 FROM generate_series(1, $nbig) i", 'big_committed');
 
 # wait until the transaction is committed but COMMIT has not returned: the
 # backend is applying the events; let part of that reach the WAL, then crash
@@ -485,13 +498,8 @@ is($node->safe_psql('postgres', 'SELECT string_agg(ts::text, \',\' ORDER BY ts) 
 
 $node->safe_psql('postgres', 'TRUNCATE big');
 my $nbig4 = 1000000;
-my $s4 = $node->background_psql('postgres', on_error_stop => 1);
-$s4->query_safe("BEGIN; INSERT INTO big SELECT i, 2 FROM generate_series(1, $nbig4) i;");
-my $xid4 = $s4->query_safe("SELECT pg_current_xact_id()");
-$xid4 =~ s/\s+//g;
-my $w4 = $node->background_psql('postgres', on_error_stop => 1);
-$s4->{stdin} .= "COMMIT;\n\\echo big4_committed\n";
-$s4->{run}->pump_nb();
+my ($s4, $w4, $xid4) = start_commit(
+	"INSERT INTO big SELECT i, 2 FROM generate_series(1, $nbig4) i", 'big4_committed');
 my $applying4 = wait_applying($s4, $w4, $xid4, 'big4_committed');
 $w4->query_safe('CHECKPOINT');
 $s4->{run}->pump_nb();
