@@ -62,6 +62,8 @@ src/net/codec.o: proto/build/chronicle.pb-c.h
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes
 $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h) proto/build/chronicle.pb-c.h
+# ... and the JIT bitcode files the same way (with_llvm builds them too)
+$(OBJS:.o=.bc): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/*/*.h) proto/build/chronicle.pb-c.h
 
 .PHONY: unitcheck simcheck tapcheck
 

@@ -514,6 +514,7 @@ build_pb(const codec_frame *f, pb_build *b)
 			chronicle__forward_batch__init(&b->forward_batch);
 			b->forward_batch.batch_id = f->u.forward_batch.batch_id;
 			b->forward_batch.origin = f->u.forward_batch.origin;
+			b->forward_batch.term = f->u.forward_batch.term;
 			b->forward_batch.payload.len = f->u.forward_batch.len;
 			b->forward_batch.payload.data = UNCONST(f->u.forward_batch.payload);
 			b->frame.body_case = CHRONICLE__FRAME__BODY_FORWARD_BATCH;
@@ -889,6 +890,7 @@ convert_frame(const Chronicle__Frame *pf, codec_frame *f,
 			f->kind = CODEC_FRAME_FORWARD_BATCH;
 			f->u.forward_batch.batch_id = pf->forward_batch->batch_id;
 			f->u.forward_batch.origin = pf->forward_batch->origin;
+			f->u.forward_batch.term = pf->forward_batch->term;
 			if (pf->forward_batch->payload.len > 0)
 			{
 				payload = a->alloc(a->ctx, pf->forward_batch->payload.len);

@@ -91,6 +91,7 @@ typedef struct codec_forward_batch
 	raft_node_id origin;		/* never 0 */
 	const uint8_t *payload;		/* may be NULL when len == 0 */
 	size_t		len;
+	uint64_t	term;			/* the sender's term when it sent it */
 } codec_forward_batch;
 
 typedef enum codec_forward_outcome

@@ -18,7 +18,8 @@
  * Waiting: a batch still QUEUED when the wait times out is CANCELLED (the
  * worker skips it), so the error "no leader" is honest: it was never
  * proposed.  A wait interrupted after the batch was proposed ends with
- * SQLSTATE 08007: the outcome is unknown.
+ * SQLSTATE 08007: the outcome is unknown; so does a session terminated
+ * (pg_terminate_backend, fast shutdown) in that wait, as a FATAL.
  *
  * No pointers live in shared memory except the worker's latch, which is in
  * its PGPROC and is cleared when the worker exits.
@@ -169,6 +170,35 @@ my_slot(void)
 }
 
 /*
+ * The session is being terminated while it waits for its batch.  A batch
+ * not yet proposed is withdrawn, and the ordinary FATAL follows; one that
+ * may be in the Raft log ends the session with SQLSTATE 08007, so a client
+ * checks before it retries.  A batch whose outcome already arrived is left
+ * to the caller.
+ */
+static void
+terminate_while_waiting(BatchSlot *slot)
+{
+	BatchState	state;
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	state = slot->state;
+	if (state == BATCH_QUEUED)
+		slot->state = BATCH_CANCELLED;
+	LWLockRelease(queue->lock);
+	if (state == BATCH_PROPOSED || state == BATCH_COMMITTED)
+	{
+		ConditionVariableCancelSleep();
+		ereport(FATAL,
+				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+				 errmsg("terminating connection while waiting for the replicated commit; the events may or may not be committed"),
+				 state == BATCH_COMMITTED ?
+				 errdetail("A quorum already has them; every node will apply them.") : 0,
+				 errhint("Check whether the events are present before retrying.")));
+	}
+}
+
+/*
  * Queue one batch and wait for its outcome as chronicle_raft.commit_wait
  * says.  Errors (and so aborts the transaction) when the batch provably did
  * not commit; SQLSTATE 08007 when its outcome is unknown.
@@ -274,7 +304,19 @@ queue_submit_and_wait(const char *data, Size len)
 				LWLockRelease(queue->lock);
 				continue;
 			}
+
+			/*
+			 * A termination request (pg_terminate_backend, a fast shutdown)
+			 * would otherwise end the session with a plain FATAL from inside
+			 * the sleep, and a client would take that for "not committed".
+			 * Hold it over the sleep and say what is true instead.
+			 */
+			HOLD_INTERRUPTS();
 			ConditionVariableTimedSleep(&slot->cv, 100, PG_WAIT_EXTENSION);
+			RESUME_INTERRUPTS();
+			if (ProcDiePending)
+				terminate_while_waiting(slot);
+			CHECK_FOR_INTERRUPTS();
 		}
 		ConditionVariableCancelSleep();
 	}

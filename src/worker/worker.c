@@ -1373,6 +1373,10 @@ forget_applied_proposals(raft_index applied)
 /*
  * A follower's batch arrived: its payload is int32 slot + the batch bytes.
  * The leader adds it to its next entry; anyone else answers "not leader".
+ * So does a leader of another term than the sender's: the sender declares
+ * the batch failed once it applies an entry of a later term than the one
+ * it sent in (forwarded_fail_older), which is only sound if the batch can
+ * only ever be proposed in that term.
  */
 static void
 forwarded_batch_received(const codec_forward_batch *fb)
@@ -1382,7 +1386,7 @@ forwarded_batch_received(const codec_forward_batch *fb)
 	uint32		len;
 
 	raft_get_status(ws.node, &st);
-	if (st.role != RAFT_LEADER || fb->len < sizeof(int32))
+	if (st.role != RAFT_LEADER || st.term != fb->term || fb->len < sizeof(int32))
 	{
 		send_forward_result(fb->origin, fb->batch_id, CODEC_FORWARD_NOT_LEADER);
 		return;
@@ -1419,12 +1423,14 @@ forward_queued(uint64 leader)
 {
 	QueuedBatch *batches;
 	struct Peer *peer = peer_by_id(leader);
+	raft_status st;
 	int			n;
 	int			i;
 
 	if (peer == NULL || peer->conn == NULL || conn_get_state(peer->conn) != CONN_ESTABLISHED ||
 		chronicle_debug_isolate)
 		return;					/* keep them queued until a leader is reachable */
+	raft_get_status(ws.node, &st);
 	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
 	for (i = 0; i < n; i++)
 	{
@@ -1440,14 +1446,12 @@ forward_queued(uint64 leader)
 		f.u.forward_batch.origin = (raft_node_id) chronicle_node_id;
 		f.u.forward_batch.payload = (const uint8_t *) buf.data;
 		f.u.forward_batch.len = buf.len;
+		f.u.forward_batch.term = st.term;
 		if (conn_queue_codec_frame(peer->conn, &f) != CONN_OK)
 			queue_set_state(batches[i].slot, batches[i].batch_id, BATCH_FAILED,
 							"could not send it to the leader");
 		else if (ws.nfwd < (int) lengthof(ws.fwd))
 		{
-			raft_status st;
-
-			raft_get_status(ws.node, &st);
 			ws.fwd[ws.nfwd].slot = batches[i].slot;
 			ws.fwd[ws.nfwd].batch_id = batches[i].batch_id;
 			ws.fwd[ws.nfwd].term = st.term;

@@ -302,5 +302,48 @@ isnt((status($l))[0], 'leader', 'and steps down');
 @digests = map { $_->safe_psql('postgres', $digest_sql) } @nodes;
 ok($digests[0] eq $digests[1] && $digests[1] eq $digests[2], 'all nodes identical at the end');
 
+# ---------------------------------------------- a session terminated in its commit wait
+#
+# The leader proposes a batch that cannot commit (both followers' workers
+# stopped) and the waiting session is terminated.  The events may still
+# commit once the followers return, so the session must end with 08007, not
+# with a plain FATAL that a client would take for "not committed".
+
+($l) = grep { (status($_))[0] eq 'leader' } @nodes;
+@followers = grep { $_ != $l } @nodes;
+my @frozen = map {
+	$_->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'chronicle_raft'")
+} @followers;
+my $last_before = $l->safe_psql('postgres', 'SELECT last_log_index FROM chronicle.status()');
+kill 'STOP', @frozen;
+my $bindir = $l->config_data('--bindir');
+my $term_err = "$PostgreSQL::Test::Utils::tmp_check/terminated_commit.err";
+my $cpid = fork();
+die "fork failed" unless defined $cpid;
+if ($cpid == 0)
+{
+	exec("$bindir/psql -X -v VERBOSITY=verbose -h $l->{_host} -p $l->{_port} -d postgres "
+		  . "-c 'INSERT INTO ev VALUES (61000, 6, 6, 6)' >/dev/null 2>$term_err");
+}
+my $waiter;
+ok(wait_for(sub {
+	$waiter = $l->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ev VALUES (61000%' AND wait_event_type = 'Extension'");
+	$waiter ne '' && $l->safe_psql('postgres', 'SELECT last_log_index FROM chronicle.status()') > $last_before;
+}), 'the batch is proposed and its session waits for a quorum');
+$l->safe_psql('postgres', "SELECT pg_terminate_backend($waiter)");
+waitpid($cpid, 0);
+my $term_out = slurp_file($term_err);
+like($term_out, qr/FATAL:  08007: terminating connection while waiting for the replicated commit/,
+	'the terminated session ends with SQLSTATE 08007');
+like($term_out, qr/Check whether the events are present before retrying/, 'with a hint');
+kill 'CONT', @frozen;
+ok(defined wait_leader(@nodes), 'the cluster has a leader again');
+my @seen = map { $_->safe_psql('postgres', 'SELECT chronicle.read_barrier(); SELECT count(*) FROM ev WHERE ts = 61000') } @nodes;
+s/.*\n// for @seen;
+note("the terminated session's event is " . ($seen[0] eq '1' ? 'committed' : 'not committed'));
+ok($seen[0] =~ /^[01]$/ && $seen[0] eq $seen[1] && $seen[1] eq $seen[2],
+	'every node agrees on its outcome, and it is there at most once');
+
 $_->stop for @nodes;
 done_testing();

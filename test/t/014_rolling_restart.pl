@@ -4,8 +4,9 @@
 # A rolling restart of a three-node cluster while a client writes all the
 # time: followers are restarted one after another, then leadership is moved
 # away from the leader and it is restarted last.  The client retries a write
-# that failed (not committed) and, after an unknown outcome (08007), first
-# checks whether it committed, so every write lands exactly once.  Checks:
+# that failed (not committed) and, after an unknown outcome (08007, or its
+# connection lost in the middle of a COMMIT), first checks with a
+# linearizable read whether it committed, so every write lands exactly once.  Checks:
 # no write is lost or doubled, nothing failed for good, and all nodes end
 # identical.  Notes the latency bump.
 
@@ -71,13 +72,29 @@ if ($pid == 0)
 				$done = 1;
 				last;
 			}
-			if ($out =~ /08007/)
+			# A definite "not committed" is an ERROR of this statement.  An
+			# unknown outcome is 08007, or the connection ending while the
+			# COMMIT was in flight (a node restarting): ask, and retry only
+			# if the write is absent.
+			my $lost = $out =~ /08007|57P01|server closed the connection|connection to server was lost|terminating connection/
+			  && $out !~ /could not connect|Connection refused|the database system is (starting up|shutting down)/;
+			if ($lost)
 			{
-				# unknown outcome: committed or not?  ask, then retry only if absent
 				$unknown++;
-				usleep(300_000);
-				my ($qok, $cnt) = run_sql($node, "SELECT chronicle.read_barrier(); SELECT count(*) FROM w WHERE id = $id");
-				if ($qok && $cnt =~ /\n1\s*$/)
+				my $present;
+				for my $ask (1 .. 100)
+				{
+					usleep(300_000);
+					my ($qok, $cnt) = run_sql($nodes[ $k++ % 3 ],
+						"SELECT chronicle.read_barrier(); SELECT count(*) FROM w WHERE id = $id");
+					if ($qok && $cnt =~ /\n(\d+)\s*$/)
+					{
+						$present = $1;
+						last;
+					}
+				}
+				last unless defined $present;	# never answered: counted failed
+				if ($present >= 1)
 				{
 					$done = 1;
 					last;

@@ -431,6 +431,7 @@ random_frame(codec_frame *f, codec_frame_kind kind)
 		case CODEC_FRAME_FORWARD_BATCH:
 			f->u.forward_batch.batch_id = rnd_varied();
 			f->u.forward_batch.origin = rnd_nonzero();
+			f->u.forward_batch.term = rnd_varied();
 			f->u.forward_batch.len = (rnd() % 4 == 0) ? 0 : rnd_below(2048);
 			f->u.forward_batch.payload = f->u.forward_batch.len > 0 ? gen_data : NULL;
 			rnd_bytes(gen_data, f->u.forward_batch.len);
@@ -473,6 +474,7 @@ frames_equal(const codec_frame *a, const codec_frame *b)
 		case CODEC_FRAME_FORWARD_BATCH:
 			return a->u.forward_batch.batch_id == b->u.forward_batch.batch_id &&
 				a->u.forward_batch.origin == b->u.forward_batch.origin &&
+				a->u.forward_batch.term == b->u.forward_batch.term &&
 				bytes_equal(a->u.forward_batch.payload, a->u.forward_batch.len,
 							b->u.forward_batch.payload, b->u.forward_batch.len);
 		case CODEC_FRAME_FORWARD_RESULT:
