@@ -93,12 +93,12 @@ GRANT USAGE ON SCHEMA chronicle TO PUBLIC;
 CREATE FUNCTION chronicle.status(OUT node_id bigint, OUT role text, OUT term bigint,
                                  OUT leader_id bigint, OUT commit_index bigint,
                                  OUT applied_index bigint, OUT last_log_index bigint,
-                                 OUT replicated boolean)
+                                 OUT replicated boolean, OUT apply_error text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'chronicle_status'
 LANGUAGE C STABLE;
 COMMENT ON FUNCTION chronicle.status() IS
-'this node''s Raft state: role, term, leader, commit/applied/last log index';
+'this node''s Raft state: role, term, leader, commit/applied/last log index; apply_error says why applying stopped (NULL while it goes on)';
 
 -- The replication worker's applied Raft index, updated in the same
 -- transaction as each applied entry (so replicated DDL is applied once).

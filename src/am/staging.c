@@ -97,6 +97,25 @@ static StringInfoData encode_buf;
 static bool encode_buf_ready = false;
 
 /*
+ * Was the relation created through the Raft log (is it listed in
+ * chronicle.cluster_streams)?  Needs a transaction; uses SPI.
+ */
+bool
+cluster_stream_known(Oid relid)
+{
+	char		sql[160];
+	bool		known;
+
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM chronicle.cluster_streams WHERE relid = %u", relid);
+	SPI_connect();
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read chronicle.cluster_streams");
+	known = SPI_processed > 0;
+	SPI_finish();
+	return known;
+}
+
+/*
  * On a replicated server only streams created through the Raft log may
  * take events: any other would exist on this node alone, and replicating
  * its events would make the nodes diverge.  The check costs a query, so a
@@ -106,8 +125,6 @@ static void
 check_stream_replicated(Relation rel)
 {
 	static Oid	cluster_dboid = InvalidOid;
-	char		sql[160];
-	bool		known;
 
 	if (stream_relcache(rel)->cluster_known)
 		return;
@@ -119,14 +136,7 @@ check_stream_replicated(Relation rel)
 				 errmsg("stream \"%s\" is not in the replicated database \"%s\"",
 						RelationGetRelationName(rel), chronicle_database),
 				 errhint("Replicated streams live in the database named by chronicle_raft.database.")));
-	snprintf(sql, sizeof(sql), "SELECT 1 FROM chronicle.cluster_streams WHERE relid = %u",
-			 RelationGetRelid(rel));
-	SPI_connect();
-	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read chronicle.cluster_streams");
-	known = SPI_processed > 0;
-	SPI_finish();
-	if (!known)
+	if (!cluster_stream_known(RelationGetRelid(rel)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stream \"%s\" is not known cluster-wide", RelationGetRelationName(rel)),

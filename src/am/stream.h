@@ -28,6 +28,7 @@ extern void stream_scan_set_range(TableScanDesc sscan, bool has_lo, int64 lo,
 /* staging.c */
 extern void staging_add_slot(Relation rel, TupleTableSlot *slot);
 extern void staging_truncate(Oid relid);
+extern bool cluster_stream_known(Oid relid);
 extern void staging_register_callbacks(void);
 
 /* guard.c */

@@ -11,8 +11,9 @@
  * the entry was provably not committed, UNKNOWN when that cannot be known).
  *
  * A backend owns exactly one slot (its BackendId) and has at most one batch
- * in flight.  Record in the ring: uint32 length, int32 slot, uint64 batch
- * id, then the bytes.  Everything is protected by one LWLock; the ring never
+ * in flight that it waits for.  Record in the ring: uint32 length, int32
+ * slot, uint64 batch id, then the bytes.  Slot 0 (no backend has it) marks
+ * a batch nobody waits for (commit_wait = off); the worker always takes it.  Everything is protected by one LWLock; the ring never
  * drops a batch: a backend that finds it full waits (backpressure).
  *
  * Waiting: a batch still QUEUED when the wait times out is CANCELLED (the
@@ -209,7 +210,8 @@ queue_submit_and_wait(const char *data, Size len)
 	BatchSlot  *slot;
 	uint64		batch_id;
 	uint32		len32;
-	int32		slotno = MyBackendId;
+	bool		detached = chronicle_commit_wait == COMMIT_WAIT_OFF;
+	int32		slotno = detached ? 0 : MyBackendId;
 	TimestampTz deadline;
 	BatchState	state;
 	char		msg[128];
@@ -257,15 +259,22 @@ queue_submit_and_wait(const char *data, Size len)
 	ring_write(queue->tail + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
 	ring_write(queue->tail + RECORD_HEADER, data, len);
 	queue->tail += RECORD_HEADER + len;
-	slot->batch_id = batch_id;
-	slot->state = BATCH_QUEUED;
-	slot->wait_committed = chronicle_commit_wait == COMMIT_WAIT_COMMITTED;
-	slot->msg[0] = '\0';
+	if (!detached)
+	{
+		slot->batch_id = batch_id;
+		slot->state = BATCH_QUEUED;
+		slot->wait_committed = chronicle_commit_wait == COMMIT_WAIT_COMMITTED;
+		slot->msg[0] = '\0';
+	}
 	SetLatch(queue->worker_latch);
 	LWLockRelease(queue->lock);
 
-	/* commit_wait = off: queued is enough (documented: may lose it) */
-	if (chronicle_commit_wait == COMMIT_WAIT_OFF)
+	/*
+	 * commit_wait = off: queued is enough (documented: a crash may lose it).
+	 * The record names no slot: the session's next batch or read barrier,
+	 * or the next session in this slot, must not make it look abandoned.
+	 */
+	if (detached)
 		return;
 
 	PG_TRY();
@@ -379,7 +388,7 @@ queue_drain(QueuedBatch **batches, Size max_bytes)
 		ring_read(queue->head + sizeof(uint32), &slotno, sizeof(int32));
 		ring_read(queue->head + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
 		slot = &queue->slots[slotno];
-		if (slot->batch_id == batch_id && slot->state == BATCH_QUEUED)
+		if (slotno == 0 || (slot->batch_id == batch_id && slot->state == BATCH_QUEUED))
 		{
 			if (n == cap)
 			{
@@ -391,7 +400,8 @@ queue_drain(QueuedBatch **batches, Size max_bytes)
 			out[n].len = len32;
 			out[n].data = palloc(len32);
 			ring_read(queue->head + RECORD_HEADER, out[n].data, len32);
-			slot->state = BATCH_PROPOSED;
+			if (slotno != 0)
+				slot->state = BATCH_PROPOSED;
 			taken += len32;
 			n++;
 		}
@@ -564,6 +574,40 @@ queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg)
 	LWLockRelease(queue->lock);
 	if (found >= 0)
 		queue_set_state(found, batch_id, state, msg);
+}
+
+/*
+ * Worker: the backend in this slot holds something the worker waits for, so
+ * its batch must not keep it waiting.  A batch still queued is withdrawn
+ * (not committed); one that may be in the log gets an unknown outcome.
+ * Either way the backend ends its transaction.  A slot with no batch in
+ * flight is left alone.
+ */
+void
+queue_abandon_slot(int slotno, const char *msg)
+{
+	BatchSlot  *slot;
+	bool		wake = false;
+
+	if (slotno <= 0 || slotno >= queue->nslots)
+		return;
+	slot = &queue->slots[slotno];
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (slot->state == BATCH_QUEUED)
+	{
+		slot->state = BATCH_FAILED;
+		wake = true;
+	}
+	else if (slot->state == BATCH_PROPOSED || slot->state == BATCH_COMMITTED)
+	{
+		slot->state = BATCH_UNKNOWN;
+		wake = true;
+	}
+	if (wake)
+		strlcpy(slot->msg, msg, sizeof(slot->msg));
+	LWLockRelease(queue->lock);
+	if (wake)
+		ConditionVariableBroadcast(&slot->cv);
 }
 
 /* Every slot's state may have changed: wake every waiter. */

@@ -30,8 +30,8 @@ Datum
 chronicle_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	Datum		values[9];
+	bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
 	ClusterStatus cs;
 	const char *role;
 
@@ -64,6 +64,8 @@ chronicle_status(PG_FUNCTION_ARGS)
 	values[5] = Int64GetDatum((int64) cs.applied_index);
 	values[6] = Int64GetDatum((int64) cs.last_log_index);
 	values[7] = BoolGetDatum(cluster_enabled());
+	values[8] = CStringGetTextDatum(cs.apply_error);
+	nulls[8] = cs.apply_error[0] == '\0';
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

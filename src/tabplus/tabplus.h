@@ -19,7 +19,7 @@
 #include "tabplus/rowcodec.h"
 
 #define TABPLUS_MAGIC		0x43485442	/* "CHTB" */
-#define TABPLUS_VERSION		2
+#define TABPLUS_VERSION		3
 #define TABPLUS_META_BLOCK	0
 #define TABPLUS_MAX_HEIGHT	15
 
@@ -59,14 +59,29 @@ typedef struct TabPlusMeta
 	int64		max_ts;
 	int64		out_of_order;	/* events older than the newest at arrival */
 	int64		batches;		/* batches applied */
-	uint64		applied_index;	/* last Raft log index fully applied */
-	uint64		applying_index; /* Raft log index being applied ... */
+	uint64		applied_index;	/* last apply position fully applied */
+	uint64		applying_index; /* apply position being applied ... */
 	int64		applying_done;	/* ... and how many of its events are in */
 	uint64		intent_id;		/* single node: commit intent being applied ... */
 	int64		intent_done;	/* ... and how many of its events are in */
 } TabPlusMeta;
 
 #define TabPlusPageGetMeta(page) ((TabPlusMeta *) PageGetContents(page))
+
+/*
+ * Apply positions in the Raft log, as the meta page records them.  An entry
+ * applies a stream's events in one step per replicated DDL statement it
+ * crosses (events before the DDL, then the ones after it), and a step must
+ * not be mistaken for another one of the same entry when an apply is
+ * repeated, so a position is (entry index, step).
+ */
+#define TABPLUS_APPLY_STEP_BITS		20
+#define TABPLUS_APPLY_MAX_STEP		((1 << TABPLUS_APPLY_STEP_BITS) - 1)
+#define TABPLUS_APPLY_POSITION(index, step) \
+	(((uint64) (index) << TABPLUS_APPLY_STEP_BITS) | (uint64) (step))
+/* every step of the entry at index, and all before it, is applied */
+#define TABPLUS_APPLY_ENTRY_DONE(index) \
+	TABPLUS_APPLY_POSITION(index, TABPLUS_APPLY_MAX_STEP)
 
 /* Fixed part of an index entry; ColumnAgg images follow, one per agg column. */
 typedef struct TabPlusEntryHeader

@@ -99,6 +99,7 @@ typedef struct ClusterStatus
 	uint64		last_log_index;
 	bool		running;
 	uint64		changing_node;	/* member being added or removed, 0: none */
+	char		apply_error[256];	/* why applying stopped, "" when it did not */
 	int			nmembers;
 	MemberStatus members[CLUSTER_MAX_MEMBERS];
 } ClusterStatus;
@@ -109,6 +110,7 @@ extern void queue_submit_and_wait(const char *data, Size len);
 extern int	queue_drain(QueuedBatch **batches, Size max_bytes);
 extern void queue_set_state(int slot, uint64 batch_id, BatchState state, const char *msg);
 extern void queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg);
+extern void queue_abandon_slot(int slot, const char *msg);
 extern void queue_worker_attach(void);
 extern void queue_worker_detach(void);
 extern void queue_publish_status(const ClusterStatus *status);

@@ -807,7 +807,7 @@ install_pages(SnapReader *r, Relation rel, BlockNumber nblocks, uint64 index)
 				if (!tabplus_page_is(page, TABPLUS_PAGE_META) || meta->magic != TABPLUS_MAGIC)
 					reader_fail(r, "a stream's first page is not a TAB+ meta page");
 				/* entries up to the snapshot are in; none is half applied */
-				meta->applied_index = index;
+				meta->applied_index = TABPLUS_APPLY_ENTRY_DONE(index);
 				meta->applying_index = 0;
 				meta->applying_done = 0;
 			}

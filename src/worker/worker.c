@@ -33,6 +33,13 @@
  * afterwards, always in log order.  A received snapshot is staged, recorded
  * in the Raft log and then installed in one transaction.
  *
+ * Every node must reach the same outcome for every entry.  A batch whose
+ * stream is gone where it stands in the log is refused everywhere alike.
+ * Replicated DDL that fails for a reason of this node's own (an object not
+ * replicated in the way, a local session's lock) stops applying at that
+ * entry (stop_apply) instead of skipping it: the entry is retried while the
+ * engine runs on, so the node lags but never differs.
+ *
  * A worker that exits or errors out marks every waiting batch failed or
  * unknown (queue.c) so no backend waits forever; the postmaster restarts it.
  *
@@ -54,10 +61,13 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "parser/parser.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/snapmgr.h"
@@ -77,6 +87,8 @@
 #define ENTRY_BATCHES	1
 #define ENTRY_COMPACT	2
 #define TICK_MS			10
+#define APPLY_RETRY_MS	2000		/* a stopped apply is retried this often */
+#define LOCK_RETRY_MS	200			/* ... or this, when it waits for a lock */
 #define SNAPSHOT_CHUNK_BYTES (4 * 1024 * 1024)
 
 PGDLLEXPORT void chronicle_worker_main(Datum main_arg);
@@ -161,6 +173,13 @@ typedef struct WorkerState
 	SnapshotWriter *writer;		/* a snapshot being written, or NULL */
 	bool		snapshot_wanted;	/* the engine asked for one we lack */
 	raft_index	snapshot_ready; /* index of our complete snapshot file */
+
+	/* applying stopped by an object of this node's own (stop_apply) */
+	raft_index	stopped_at;		/* the entry that waits, 0: applying */
+	TimestampTz stopped_since;
+	TimestampTz stop_retry_at;
+	TimestampTz stop_logged_at;
+	char		stop_reason[256];
 
 	/* hard state: term and vote are saved at once, a commit-only change lazily */
 	TimestampTz applied_saved_at;	/* last write of chronicle.raft_applied */
@@ -604,11 +623,59 @@ collect_batch(const char *p, const char *end, StreamRows **streams, int *nstream
 	}
 }
 
-/* Apply the collected events of each stream, then forget them. */
+/*
+ * The first stream of an event batch that is not a stream here, or NULL.
+ * Called where the batch stands in the log (the entry's earlier DDL is
+ * applied), and every node holds the same streams there, so a batch whose
+ * stream was dropped or renamed before it is refused alike everywhere.
+ * Malformed batches are left to collect_batch to report.
+ */
+static char *
+batch_missing_stream(const char *p, const char *end)
+{
+	while (p < end)
+	{
+		uint16		namelen;
+		char		name[NAMEDATALEN * 2 + 8];
+		uint32		nrows;
+		uint32		r;
+		Oid			relid;
+
+		if (!take(&p, end, &namelen, sizeof(namelen)) || namelen == 0xFFFF ||
+			namelen >= sizeof(name) || !take(&p, end, name, namelen))
+			return NULL;
+		name[namelen] = '\0';
+		if (!take(&p, end, &nrows, sizeof(nrows)))
+			return NULL;
+		for (r = 0; r < nrows; r++)
+		{
+			uint16		len;
+
+			if (!take(&p, end, &len, sizeof(len)) || end - p < len)
+				return NULL;
+			p += len;
+		}
+		relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(name)),
+								 NoLock, true);
+		if (!OidIsValid(relid) || !relid_is_stream(relid))
+			return pstrdup(name);
+	}
+	return NULL;
+}
+
+/*
+ * Apply the collected events of each stream, then forget them.  step
+ * counts the DDL statements of the entry before these events (see
+ * TABPLUS_APPLY_POSITION).
+ */
 static void
-apply_streams(raft_index index, StreamRows *streams, int *nstreams)
+apply_streams(raft_index index, int step, StreamRows *streams, int *nstreams)
 {
 	int			k;
+
+	if (step >= TABPLUS_APPLY_MAX_STEP)
+		elog(ERROR, "Raft entry %llu has more than %d DDL statements",
+			 (unsigned long long) index, TABPLUS_APPLY_MAX_STEP - 1);
 
 	for (k = 0; k < *nstreams; k++)
 	{
@@ -617,21 +684,18 @@ apply_streams(raft_index index, StreamRows *streams, int *nstreams)
 		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), RowExclusiveLock, true);
 		Relation	rel;
 
+		/* batch_missing_stream() refused batches of missing streams */
 		if (!OidIsValid(relid) || !relid_is_stream(relid))
-		{
-			/* every node refuses the same way: the stream is not there */
-			ereport(WARNING,
-					(errmsg("Raft entry %llu has events for \"%s\", which is not a stream here; skipped",
-							(unsigned long long) index, s->name)));
-			continue;
-		}
+			elog(ERROR, "Raft entry %llu has events for \"%s\", which is not a stream here",
+				 (unsigned long long) index, s->name);
 		rel = relation_open(relid, NoLock);
 		tabplus_sort_batch(s->rows, s->nrows);
 		stream_lock(rel, true);
 		{
 			bool		locked = true;
 
-			tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows, index, 0, &locked);
+			tabplus_apply_batch(rel, stream_layout(rel), s->rows, s->nrows,
+								TABPLUS_APPLY_POSITION(index, step), 0, &locked);
 		}
 		stream_unlock(rel, true);
 		relation_close(rel, NoLock);
@@ -698,11 +762,13 @@ ensure_schemas(const char *ddl)
 }
 
 /*
- * Run replicated DDL in a subtransaction: an error (the same on every node,
- * e.g. the table exists) is reported to the origin and the log goes on.
+ * Run replicated DDL in a subtransaction.  On failure, returns false with
+ * the message and the SQLSTATE; the caller decides whether the failure is
+ * the same on every node (ddl_failure_is_local).
  */
 static bool
-apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
+apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen,
+		  int *sqlerrcode)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -713,6 +779,8 @@ apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
 	{
 		SPI_connect();
 		SetConfigOption("search_path", search_path, PGC_USERSET, PGC_S_SESSION);
+		/* a lock held by a session here must not stop this process: see stop_apply */
+		SetConfigOption("lock_timeout", "100", PGC_USERSET, PGC_S_SESSION);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		ensure_schemas(ddl);
 		if (SPI_execute(ddl, false, 0) < 0)
@@ -732,6 +800,7 @@ apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		strlcpy(errbuf, edata->message, errlen);
+		*sqlerrcode = edata->sqlerrcode;
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -739,7 +808,217 @@ apply_ddl(const char *search_path, const char *ddl, char *errbuf, Size errlen)
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
 	SetConfigOption("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", "0", PGC_USERSET, PGC_S_SESSION);
 	return ok;
+}
+
+/*
+ * Is this failure of replicated DDL caused by an object of this node's own?
+ * Only streams (and the schemas they name, created alike) are replicated,
+ * so whatever depends on a stream is local, and a name taken by anything
+ * but a stream the cluster created is taken locally.  Every other failure
+ * follows from replicated state (the streams, their events) and so happens
+ * on every node alike.  Runs in the apply transaction after the failed
+ * subtransaction was rolled back.
+ */
+static bool
+ddl_failure_is_local(const char *search_path, const char *ddl, int sqlerrcode)
+{
+	List	   *stmts;
+	ListCell   *lc;
+	bool		local = false;
+
+	if (sqlerrcode == ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+		return true;
+	if (sqlerrcode != ERRCODE_DUPLICATE_TABLE && sqlerrcode != ERRCODE_DUPLICATE_OBJECT)
+		return false;
+
+	SetConfigOption("search_path", search_path, PGC_USERSET, PGC_S_SESSION);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	stmts = raw_parser(ddl, RAW_PARSE_DEFAULT);
+	foreach(lc, stmts)
+	{
+		Node	   *stmt = lfirst_node(RawStmt, lc)->stmt;
+		Oid			nsp = InvalidOid;
+		const char *name = NULL;
+		Oid			taken;
+
+		if (IsA(stmt, CreateStmt))
+		{
+			RangeVar   *rv = ((CreateStmt *) stmt)->relation;
+
+			nsp = rv->schemaname ? get_namespace_oid(rv->schemaname, true) :
+				RangeVarGetCreationNamespace(rv);
+			name = rv->relname;
+		}
+		else if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->relation != NULL &&
+				 ((RenameStmt *) stmt)->renameType == OBJECT_TABLE)
+		{
+			RenameStmt *rs = (RenameStmt *) stmt;
+			Oid			relid = RangeVarGetRelid(rs->relation, NoLock, true);
+
+			nsp = OidIsValid(relid) ? get_rel_namespace(relid) : InvalidOid;
+			name = rs->newname;
+		}
+		else if (IsA(stmt, AlterObjectSchemaStmt) &&
+				 ((AlterObjectSchemaStmt *) stmt)->relation != NULL)
+		{
+			AlterObjectSchemaStmt *as = (AlterObjectSchemaStmt *) stmt;
+
+			nsp = get_namespace_oid(as->newschema, true);
+			name = as->relation->relname;
+		}
+		if (name == NULL || !OidIsValid(nsp))
+			continue;
+		taken = get_relname_relid(name, nsp);
+
+		/*
+		 * A stream the cluster created holds the name on every node; a
+		 * relation that is not one, or a type of that name (no relation),
+		 * is this node's own.
+		 */
+		if (!OidIsValid(taken) || !cluster_stream_known(taken))
+			local = true;
+	}
+	PopActiveSnapshot();
+	SetConfigOption("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION);
+	return local;
+}
+
+/*
+ * The relations a replicated DDL statement names that exist here.
+ */
+static List *
+ddl_relations(const char *search_path, const char *ddl)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	SetConfigOption("search_path", search_path, PGC_USERSET, PGC_S_SESSION);
+	foreach(lc, raw_parser(ddl, RAW_PARSE_DEFAULT))
+	{
+		Node	   *stmt = lfirst_node(RawStmt, lc)->stmt;
+		List	   *rvs = NIL;
+		ListCell   *lc2;
+
+		if (IsA(stmt, AlterTableStmt))
+			rvs = list_make1(((AlterTableStmt *) stmt)->relation);
+		else if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->relation)
+			rvs = list_make1(((RenameStmt *) stmt)->relation);
+		else if (IsA(stmt, AlterObjectSchemaStmt) && ((AlterObjectSchemaStmt *) stmt)->relation)
+			rvs = list_make1(((AlterObjectSchemaStmt *) stmt)->relation);
+		else if (IsA(stmt, DropStmt))
+		{
+			foreach(lc2, ((DropStmt *) stmt)->objects)
+				if (IsA(lfirst(lc2), List))
+					rvs = lappend(rvs, makeRangeVarFromNameList((List *) lfirst(lc2)));
+		}
+		foreach(lc2, rvs)
+		{
+			Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc2), NoLock, true);
+
+			if (OidIsValid(relid))
+				relids = lappend_oid(relids, relid);
+		}
+	}
+	SetConfigOption("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION);
+	return relids;
+}
+
+/*
+ * Sessions of this node holding a lock on any of relids: their pids as
+ * "pid, pid" in buf.  Those among them waiting for their own batch would
+ * wait for this process, which waits for them: their batches are abandoned
+ * (queue_abandon_slot), so they end their transactions and release the
+ * lock.  Their batches, if in the log, apply in order afterwards.
+ */
+static void
+release_lock_holders(List *relids, char *buf, Size len)
+{
+	StringInfoData sql;
+	ListCell   *lc;
+	uint64		i;
+
+	buf[0] = '\0';
+	if (relids == NIL)
+		return;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT DISTINCT pid FROM pg_catalog.pg_locks "
+						   "WHERE granted AND pid <> pg_backend_pid() AND relation IN (");
+	foreach(lc, relids)
+		appendStringInfo(&sql, "%s%u", lc == list_head(relids) ? "" : ", ", lfirst_oid(lc));
+	appendStringInfoString(&sql, ") ORDER BY pid");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(sql.data, true, 0) == SPI_OK_SELECT)
+	{
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			int			pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+			PGPROC	   *proc = isnull ? NULL : BackendPidGetProc(pid);
+
+			if (strlen(buf) + 16 < len)
+				snprintf(buf + strlen(buf), len - strlen(buf), "%s%d", i > 0 ? ", " : "", pid);
+			if (proc != NULL)
+				queue_abandon_slot(proc->backendId,
+								   "replicated DDL ordered before these events needs this session's lock on the stream");
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/*
+ * Stop applying at an entry that cannot be applied here yet: an object of
+ * this node's own is in the way of its DDL (skipping the entry would make
+ * this node differ from the others for good; stopping keeps it behind but
+ * identical up to that entry), or a session of this node holds a lock the
+ * DDL needs (waiting for it inside this process would stop the Raft engine
+ * too).  The engine goes on (the node still votes and stores the log),
+ * committed entries wait in the log, and the entry is retried, so ending
+ * the session or removing the object is all an operator has to do.
+ */
+static void
+stop_apply(raft_index index, const char *ddl, const char *why, bool lock_wait)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		first = ws.stopped_at != index;
+
+	if (first)
+		ws.stopped_since = now;
+	ws.stopped_at = index;
+	ws.stop_retry_at = now + (TimestampTz) (lock_wait ? LOCK_RETRY_MS : APPLY_RETRY_MS) * 1000;
+	snprintf(ws.stop_reason, sizeof(ws.stop_reason),
+			 "Raft entry %llu: %s", (unsigned long long) index, why);
+	if (lock_wait)
+	{
+		/* a short wait is normal; say something once it is not */
+		if (now - ws.stopped_since < (TimestampTz) 5 * 1000 * 1000 ||
+			now - ws.stop_logged_at < (TimestampTz) 60 * 1000 * 1000)
+			return;
+		ws.stop_logged_at = now;
+		ereport(WARNING,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("replicated DDL of Raft entry %llu has waited %ld seconds: %s",
+						(unsigned long long) index,
+						(long) ((now - ws.stopped_since) / 1000000), why),
+				 errdetail("The statement is \"%s\".  Later entries are applied once it is.", ddl),
+				 errhint("End the sessions holding the lock, e.g. with pg_terminate_backend().")));
+		return;
+	}
+	if (first || now - ws.stop_logged_at >= (TimestampTz) 60 * 1000 * 1000)
+	{
+		ws.stop_logged_at = now;
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("replicated DDL of Raft entry %llu cannot be applied on this node: %s",
+						(unsigned long long) index, why),
+				 errdetail("The statement is \"%s\".  It succeeds on the nodes without this node's own object, so this node stops applying here instead of skipping it; it retries every %d seconds.",
+						   ddl, APPLY_RETRY_MS / 1000),
+				 errhint("Drop or rename the object of this node's own that is in the way (see chronicle.status(), column apply_error).")));
+	}
 }
 
 /* Record the applied index in the apply transaction (see the header). */
@@ -782,9 +1061,10 @@ get_applied_index(void)
 /*
  * Apply one committed entry: its batches in order, each stream's events
  * sorted by (time, arrival), DDL where it stands.  Then tell this node's
- * waiting backends (batches with this node as origin).
+ * waiting backends (batches with this node as origin).  Returns false when
+ * an object of this node's own keeps the entry from applying (stop_apply).
  */
-static void
+static bool
 apply_entry(const raft_entry *e)
 {
 	const char *p = (const char *) e->data;
@@ -794,6 +1074,7 @@ apply_entry(const raft_entry *e)
 	uint32		count;
 	uint32		b;
 	uint32		seq = 0;
+	int			step = 0;
 	bool		had_ddl = false;
 	StreamRows *streams = palloc(sizeof(StreamRows));
 	int			nstreams = 0;
@@ -807,7 +1088,7 @@ apply_entry(const raft_entry *e)
 	}		   *done;
 
 	if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
-		return;
+		return true;
 	if (!take(&p, end, &magic, 4) || magic != ENTRY_MAGIC || !take(&p, end, &kind, 4))
 		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
 	if (kind == ENTRY_COMPACT)
@@ -824,7 +1105,7 @@ apply_entry(const raft_entry *e)
 		set_applied_index(e->index);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		return;
+		return true;
 	}
 	if (kind != ENTRY_BATCHES || !take(&p, end, &count, 4))
 		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
@@ -837,9 +1118,24 @@ apply_entry(const raft_entry *e)
 		EntryBatch	batch;
 		char	   *ddl;
 		char	   *search_path = NULL;
+		char	   *missing;
 
 		if (!take_batch(&p, end, &batch))
 			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
+		if ((missing = batch_missing_stream(batch.data, batch.data + batch.len)) != NULL)
+		{
+			/* all or nothing: none of the transaction's events is applied */
+			if (batch.origin == (uint64) chronicle_node_id)
+			{
+				done[ndone].slot = batch.slot;
+				done[ndone].batch_id = batch.batch_id;
+				done[ndone].failed = true;
+				snprintf(done[ndone].msg, sizeof(done[ndone].msg),
+						 "stream %s was dropped or renamed before its events were applied", missing);
+				ndone++;
+			}
+			continue;
+		}
 		collect_batch(batch.data, batch.data + batch.len, &streams, &nstreams, &seq,
 					  &ddl, &search_path);
 		if (batch.origin == (uint64) chronicle_node_id)
@@ -850,15 +1146,43 @@ apply_entry(const raft_entry *e)
 		if (ddl != NULL)
 		{
 			char		errbuf[128];
+			int			sqlerrcode = 0;
+			bool		membership = strcmp(search_path, MEMBERSHIP_MARKER) == 0;
 
 			had_ddl = true;
-			apply_streams(e->index, streams, &nstreams);
+			apply_streams(e->index, step++, streams, &nstreams);
 			PopActiveSnapshot();
 			CommandCounterIncrement();
-			if (strcmp(search_path, MEMBERSHIP_MARKER) == 0 ?
+			if (membership ?
 				!apply_membership(ddl, errbuf, sizeof(errbuf)) :
-				!apply_ddl(search_path, ddl, errbuf, sizeof(errbuf)))
+				!apply_ddl(search_path, ddl, errbuf, sizeof(errbuf), &sqlerrcode))
 			{
+				bool		lock_wait = !membership && sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+
+				if (lock_wait || (!membership && ddl_failure_is_local(search_path, ddl, sqlerrcode)))
+				{
+					char		why[200];
+
+					if (lock_wait)
+					{
+						char		pids[128];
+
+						release_lock_holders(ddl_relations(search_path, ddl), pids, sizeof(pids));
+						snprintf(why, sizeof(why), "waiting for a lock held by %s%s",
+								 pids[0] ? "process " : "another session", pids);
+					}
+					else
+						strlcpy(why, errbuf, sizeof(why));
+
+					/*
+					 * Nothing of this entry may stay: its events applied so
+					 * far are recorded by position in their meta pages and
+					 * are not applied again when it is retried.
+					 */
+					stop_apply(e->index, ddl, why, lock_wait);
+					AbortCurrentTransaction();
+					return false;
+				}
 				ereport(LOG,
 						(errmsg("replicated DDL of Raft entry %llu failed: %s",
 								(unsigned long long) e->index, errbuf)));
@@ -874,7 +1198,7 @@ apply_entry(const raft_entry *e)
 		if (batch.origin == (uint64) chronicle_node_id)
 			ndone++;
 	}
-	apply_streams(e->index, streams, &nstreams);
+	apply_streams(e->index, step, streams, &nstreams);
 
 	/*
 	 * Events carry their entry's index in each stream's meta page, so
@@ -898,6 +1222,7 @@ apply_entry(const raft_entry *e)
 						done[b].failed ? BATCH_FAILED : BATCH_APPLIED,
 						done[b].failed ? done[b].msg : NULL);
 	}
+	return true;
 }
 
 /* ---------------------------------------------------------------- network */
@@ -1656,15 +1981,30 @@ mark_committed(const raft_entry *e)
 	}
 }
 
-/* Apply one committed entry and settle what waited for it. */
-static void
+/*
+ * Apply one committed entry and settle what waited for it.  False when the
+ * apply stopped at it (stop_apply): later entries then wait in the log.
+ */
+static bool
 apply_committed(const raft_entry *e)
 {
-	apply_entry(e);
+	if (!apply_entry(e))
+		return false;
+	if (ws.stopped_at != 0)
+	{
+		if (ws.stop_logged_at >= ws.stopped_since)
+			ereport(LOG,
+					(errmsg("applying resumed: Raft entry %llu is applied on this node",
+							(unsigned long long) e->index)));
+		ws.stopped_at = 0;
+		ws.stop_logged_at = 0;
+		ws.stop_reason[0] = '\0';
+	}
 	ws.applied = e->index;
 	if (ws.nfwd > 0)
 		forwarded_fail_older(e->term);
 	forget_applied_proposals(ws.applied);
+	return true;
 }
 
 /*
@@ -1678,19 +2018,24 @@ apply_from_log(void)
 
 	if (ws.writer != NULL || ws.applied >= ws.apply_target)
 		return;
+	if (ws.stopped_at != 0 && GetCurrentTimestamp() < ws.stop_retry_at)
+		return;
 	deadline = GetCurrentTimestamp() + 50 * 1000;
 	while (ws.applied < ws.apply_target && GetCurrentTimestamp() < deadline)
 	{
 		raftlog_entries batch;
 		raft_index	hi = Min(ws.apply_target, ws.applied + 16);
 		size_t		i;
+		bool		stopped = false;
 
 		memset(&batch, 0, sizeof(batch));
 		if (raftlog_read(ws.log, ws.applied + 1, hi, &batch) != RAFTLOG_OK)
 			log_fail("reading committed entries");
-		for (i = 0; i < batch.count; i++)
-			apply_committed(&batch.entries[i]);
+		for (i = 0; i < batch.count && !stopped; i++)
+			stopped = !apply_committed(&batch.entries[i]);
 		raftlog_entries_free(&batch);
+		if (stopped)
+			break;
 	}
 }
 
@@ -1879,7 +2224,7 @@ process_ready(void)
 
 			/* in log order: none may overtake entries waiting in the log */
 			if (ws.writer == NULL && ws.apply_target <= ws.applied)
-				apply_committed(e);
+				(void) apply_committed(e);
 			ws.apply_target = Max(ws.apply_target, e->index);
 		}
 		for (i = 0; i < rd.num_read_states; i++)
@@ -2106,6 +2451,7 @@ publish_status(void)
 	cs.commit_index = st.commit;
 	cs.applied_index = ws.applied;
 	cs.last_log_index = st.last_index;
+	strlcpy(cs.apply_error, ws.stop_reason, sizeof(cs.apply_error));
 	for (i = 0; i < ws.ndesired && cs.nmembers < CLUSTER_MAX_MEMBERS; i++)
 	{
 		MemberStatus *m;
