@@ -130,6 +130,23 @@ CREATE TABLE chronicle.cluster_streams (relid oid PRIMARY KEY);
 REVOKE ALL ON chronicle.cluster_streams FROM PUBLIC;
 GRANT SELECT ON chronicle.cluster_streams TO PUBLIC;
 
+-- Parts of replicated transactions too large for one Raft entry, kept by
+-- every node's worker until the transaction's final part applies them all
+-- at once (or an abort discards them).  Filled and emptied by the apply of
+-- Raft entries only, so every node holds the same rows at the same index.
+CREATE TABLE chronicle.open_parts (
+    origin bigint NOT NULL,        -- node whose session sent the transaction
+    txn bigint NOT NULL,           -- random id chosen by that session
+    part int NOT NULL,             -- 0, 1, ... in sending order
+    boot bigint NOT NULL,          -- the origin worker's run (a restart discards older)
+    data bytea NOT NULL,           -- the part's events, in the batch format
+    PRIMARY KEY (origin, txn, part)
+);
+-- the events are already compact; do not spend CPU compressing them
+ALTER TABLE chronicle.open_parts ALTER COLUMN data SET STORAGE EXTERNAL;
+REVOKE ALL ON chronicle.open_parts FROM PUBLIC;
+GRANT SELECT (origin, txn, part, boot) ON chronicle.open_parts TO PUBLIC;
+
 -- Members added with chronicle.add_node() (the initial ones come from
 -- chronicle_raft.initial_cluster), replicated through the Raft log.
 CREATE TABLE chronicle.cluster_members (

@@ -471,7 +471,7 @@ replicate_stream_ddl(PlannedStmt *pstmt, const char *queryString,
 	len = (uint32) strlen(ddl);
 	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
 	appendBinaryStringInfo(&buf, ddl, len);
-	queue_submit_and_wait(buf.data, buf.len);
+	queue_submit_and_wait(buf.data, buf.len, true);
 
 	if (qc)
 		SetQueryCompletion(qc, tag, 0);

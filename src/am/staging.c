@@ -287,26 +287,118 @@ staging_truncate(Oid relid)
 }
 
 /*
- * Replicated server: hand every stream's staged events to the worker as one
- * batch and wait for its outcome (queue.c).  The worker applies them on
- * every node, this one included.
+ * A transaction too large for one batch travels as parts (see
+ * docs/architecture.md): its id while parts are out and the final part is
+ * not, so that an abort can tell the cluster to discard them.
+ */
+static uint64 parts_txn = 0;
+
+/* Build one batch: a part header (when split), then stream sections. */
+typedef struct BatchBuilder
+{
+	StringInfoData buf;
+	int			section_at;		/* offset of the open section */
+	int			count_at;		/* offset of its event count, or -1 */
+	uint32		count;
+} BatchBuilder;
+
+static void
+builder_start(BatchBuilder *b, const PartHeader *hdr)
+{
+	resetStringInfo(&b->buf);
+	if (hdr)
+		appendBinaryStringInfo(&b->buf, (const char *) hdr, sizeof(PartHeader));
+	b->count_at = -1;
+}
+
+static void
+builder_close_section(BatchBuilder *b)
+{
+	if (b->count_at >= 0 && b->count == 0)
+		b->buf.len = b->section_at;	/* an empty section says nothing */
+	else if (b->count_at >= 0)
+		memcpy(b->buf.data + b->count_at, &b->count, sizeof(uint32));
+	b->count_at = -1;
+}
+
+static void
+builder_open_section(BatchBuilder *b, const char *name)
+{
+	uint16		namelen = (uint16) strlen(name);
+
+	builder_close_section(b);
+	b->section_at = b->buf.len;
+	appendBinaryStringInfo(&b->buf, (char *) &namelen, sizeof(namelen));
+	appendBinaryStringInfo(&b->buf, name, namelen);
+	b->count_at = b->buf.len;
+	b->count = 0;
+	appendBinaryStringInfo(&b->buf, (char *) &b->count, sizeof(uint32));
+}
+
+/*
+ * Send a finished part and wait for it (not the last: it decides nothing).
+ * The header's part number and kind are filled in here.
+ */
+static void
+send_part(BatchBuilder *b, PartHeader *hdr, bool final)
+{
+	builder_close_section(b);
+	hdr->kind = final ? PART_FINAL : PART_EVENTS;
+	memcpy(b->buf.data, hdr, sizeof(PartHeader));
+	parts_txn = hdr->txn;
+	queue_submit_and_wait(b->buf.data, b->buf.len, final);
+	hdr->part++;
+}
+
+/*
+ * Replicated server: hand every stream's staged events to the worker and
+ * wait for the outcome (queue.c).  Usually one batch.  A transaction larger
+ * than the queue takes at once goes as parts of PART_BYTES: every node keeps
+ * them (chronicle.open_parts) until the final part, which applies all of
+ * them as one batch, so the final part is the commit point.
  */
 static void
 staging_replicate_all(void)
 {
 	HASH_SEQ_STATUS status;
 	StreamStage *stage;
-	StringInfoData buf;
+	BatchBuilder b;
+	PartHeader	hdr;
+	Size		total = 0;
+	bool		split;
+	Size		limit;
 
-	initStringInfo(&buf);
+	/* what one batch would take: split only when it does not fit */
+	hash_seq_init(&status, stages);
+	while ((stage = hash_seq_search(&status)) != NULL)
+	{
+		int64		i;
+
+		total += NAMEDATALEN * 2 + 8;
+		for (i = stage->apply_from; i < stage->nrows; i++)
+			total += sizeof(uint16) + stage->rows[i].len;
+	}
+	split = total > queue_max_batch();
+	limit = split ? Min(PART_BYTES, queue_max_batch() / 2) : queue_max_batch();
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.marker = BATCH_PART_MARKER;
+	if (split)
+	{
+		hdr.origin = (uint64) chronicle_node_id;
+		hdr.boot = queue_boot_id();
+		if (!pg_strong_random(&hdr.txn, sizeof(hdr.txn)))
+			elog(ERROR, "could not generate a random transaction id");
+	}
+	initStringInfo(&b.buf);
+	builder_start(&b, split ? &hdr : NULL);
+
 	hash_seq_init(&status, stages);
 	while ((stage = hash_seq_search(&status)) != NULL)
 	{
 		int64		n = stage->nrows - stage->apply_from;
 		int64		i;
 		char	   *name;
-		uint16		namelen;
-		uint32		n32;
 		Relation	rel;
 
 		if (n <= 0)
@@ -323,22 +415,54 @@ staging_replicate_all(void)
 		name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 										  RelationGetRelationName(rel));
 		relation_close(rel, AccessShareLock);
-		namelen = (uint16) strlen(name);
-		n32 = (uint32) n;
-		appendBinaryStringInfo(&buf, (char *) &namelen, sizeof(namelen));
-		appendBinaryStringInfo(&buf, name, namelen);
-		appendBinaryStringInfo(&buf, (char *) &n32, sizeof(n32));
+		builder_open_section(&b, name);
 		for (i = stage->apply_from; i < stage->nrows; i++)
 		{
 			uint16		len = (uint16) stage->rows[i].len;
 
-			appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
-			appendBinaryStringInfo(&buf, stage->rows[i].data, len);
+			if (split && b.buf.len + sizeof(uint16) + len > limit)
+			{
+				send_part(&b, &hdr, false);
+				builder_start(&b, &hdr);
+				builder_open_section(&b, name);
+			}
+			appendBinaryStringInfo(&b.buf, (char *) &len, sizeof(len));
+			appendBinaryStringInfo(&b.buf, stage->rows[i].data, len);
+			b.count++;
 		}
 	}
-	if (buf.len > 0)
-		queue_submit_and_wait(buf.data, buf.len);
-	pfree(buf.data);
+	builder_close_section(&b);
+	if (split)
+	{
+		hdr.nparts = hdr.part + 1;
+		send_part(&b, &hdr, true);
+	}
+	else if (b.buf.len > 0)
+		queue_submit_and_wait(b.buf.data, b.buf.len, true);
+	parts_txn = 0;
+	pfree(b.buf.data);
+}
+
+/*
+ * The transaction ends without its final part having decided it: tell the
+ * cluster to discard the parts it keeps.  Best effort (an abort must not
+ * fail); what is left is discarded when this server's worker restarts, or
+ * by the leader before it writes a snapshot.
+ */
+static void
+discard_sent_parts(void)
+{
+	PartHeader	hdr;
+
+	if (parts_txn == 0)
+		return;
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.marker = BATCH_PART_MARKER;
+	hdr.kind = PART_ABORT;
+	hdr.origin = (uint64) chronicle_node_id;
+	hdr.txn = parts_txn;
+	parts_txn = 0;
+	(void) queue_submit_detached((const char *) &hdr, sizeof(hdr));
 }
 
 /*
@@ -554,6 +678,7 @@ staging_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			discard_sent_parts();
 			/* the memory and relation references go with the transaction */
 			stop_delaying_checkpoint();
 			commit_applies = NULL;

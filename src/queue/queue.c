@@ -57,6 +57,7 @@ typedef struct QueueShared
 	ConditionVariable cv;
 	Latch	   *worker_latch;
 	uint64		next_batch_id;
+	uint64		boot_id;		/* random, chosen when the worker attaches */
 	uint64		head;			/* byte position of the oldest record */
 	uint64		tail;			/* byte position after the newest */
 	Size		capacity;
@@ -178,7 +179,7 @@ my_slot(void)
  * to the caller.
  */
 static void
-terminate_while_waiting(BatchSlot *slot)
+terminate_while_waiting(BatchSlot *slot, bool decides)
 {
 	BatchState	state;
 
@@ -187,7 +188,7 @@ terminate_while_waiting(BatchSlot *slot)
 	if (state == BATCH_QUEUED)
 		slot->state = BATCH_CANCELLED;
 	LWLockRelease(queue->lock);
-	if (state == BATCH_PROPOSED || state == BATCH_COMMITTED)
+	if (decides && (state == BATCH_PROPOSED || state == BATCH_COMMITTED))
 	{
 		ConditionVariableCancelSleep();
 		ereport(FATAL,
@@ -199,13 +200,67 @@ terminate_while_waiting(BatchSlot *slot)
 	}
 }
 
+/* The largest batch queue_submit_and_wait() takes. */
+Size
+queue_max_batch(void)
+{
+	return queue->capacity / 2 - RECORD_HEADER;
+}
+
+/* Random id of the worker's current run: each (re)start chooses a new one. */
+uint64
+queue_boot_id(void)
+{
+	uint64		id;
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	id = queue->boot_id;
+	LWLockRelease(queue->lock);
+	return id;
+}
+
+/*
+ * Queue a batch nobody waits for (slot 0), from a backend's abort path or
+ * the worker: never waits and never errors.  False when it could not be
+ * queued (no worker, or no room).
+ */
+bool
+queue_submit_detached(const char *data, Size len)
+{
+	uint32		len32 = (uint32) len;
+	int32		slotno = 0;
+	uint64		batch_id;
+	bool		ok = false;
+
+	if (queue == NULL || len + RECORD_HEADER > queue->capacity / 2)
+		return false;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (queue->worker_latch != NULL &&
+		queue->capacity - (queue->tail - queue->head) >= len + RECORD_HEADER)
+	{
+		batch_id = queue->next_batch_id++;
+		ring_write(queue->tail, &len32, sizeof(uint32));
+		ring_write(queue->tail + sizeof(uint32), &slotno, sizeof(int32));
+		ring_write(queue->tail + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
+		ring_write(queue->tail + RECORD_HEADER, data, len);
+		queue->tail += RECORD_HEADER + len;
+		SetLatch(queue->worker_latch);
+		ok = true;
+	}
+	LWLockRelease(queue->lock);
+	return ok;
+}
+
 /*
  * Queue one batch and wait for its outcome as chronicle_raft.commit_wait
  * says.  Errors (and so aborts the transaction) when the batch provably did
- * not commit; SQLSTATE 08007 when its outcome is unknown.
+ * not commit; SQLSTATE 08007 when its outcome is unknown and the batch
+ * decides the transaction.  A batch that does not decide it (a part of a
+ * large transaction before its final one) turns an unknown outcome into an
+ * ordinary error: whatever happened to it, the transaction did not commit.
  */
 void
-queue_submit_and_wait(const char *data, Size len)
+queue_submit_and_wait(const char *data, Size len, bool decides)
 {
 	BatchSlot  *slot;
 	uint64		batch_id;
@@ -324,7 +379,7 @@ queue_submit_and_wait(const char *data, Size len)
 			ConditionVariableTimedSleep(&slot->cv, 100, PG_WAIT_EXTENSION);
 			RESUME_INTERRUPTS();
 			if (ProcDiePending)
-				terminate_while_waiting(slot);
+				terminate_while_waiting(slot, decides);
 			CHECK_FOR_INTERRUPTS();
 		}
 		ConditionVariableCancelSleep();
@@ -338,7 +393,7 @@ queue_submit_and_wait(const char *data, Size len)
 		else if (slot->state >= BATCH_PROPOSED)
 			proposed = true;
 		LWLockRelease(queue->lock);
-		if (proposed)
+		if (proposed && decides)
 		{
 			FlushErrorState();
 			ereport(ERROR,
@@ -355,6 +410,12 @@ queue_submit_and_wait(const char *data, Size len)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("replicated change not committed: %s", msg),
 				 errhint("Nothing of it was applied.")));
+	if (state == BATCH_UNKNOWN && !decides)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("replicated change not committed: a part of the transaction's events had an unknown outcome: %s",
+						msg),
+				 errhint("Nothing of it was applied; the transaction may be retried.")));
 	if (state == BATCH_UNKNOWN)
 		ereport(ERROR,
 				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
@@ -629,6 +690,9 @@ queue_worker_attach(void)
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_latch = MyLatch;
+	/* a new run: parts sent in earlier ones will never be finished */
+	if (!pg_strong_random(&queue->boot_id, sizeof(queue->boot_id)))
+		queue->boot_id ^= (uint64) GetCurrentTimestamp();
 	/* batches a previous incarnation proposed have an unknown outcome */
 	for (i = 0; i < queue->nslots; i++)
 	{

@@ -151,7 +151,7 @@ submit_membership(const char *command)
 	len = strlen(command);
 	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
 	appendBinaryStringInfo(&buf, command, len);
-	queue_submit_and_wait(buf.data, buf.len);
+	queue_submit_and_wait(buf.data, buf.len, true);
 }
 
 /*

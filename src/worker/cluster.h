@@ -106,7 +106,43 @@ typedef struct ClusterStatus
 
 extern void queue_shmem_request(void);
 extern void queue_shmem_startup(void);
-extern void queue_submit_and_wait(const char *data, Size len);
+/*
+ * A replicated transaction too large for one batch travels as parts of at
+ * most PART_BYTES; each part's batch starts with a PartHeader (marker
+ * BATCH_PART_MARKER where a stream section would have its name length).
+ * Every node keeps PART_EVENTS parts in chronicle.open_parts; the
+ * PART_FINAL part (number nparts - 1) applies them all with its own events
+ * as one batch, or fails alike everywhere if one is missing.  PART_ABORT
+ * discards a transaction's parts; PART_ABORT_ORIGIN discards those of an
+ * origin's earlier runs (boot other than the header's).
+ */
+#define PART_BYTES			((Size) 8 * 1024 * 1024)
+#define BATCH_PART_MARKER	0xFFFE
+
+typedef enum PartKind
+{
+	PART_EVENTS = 1,
+	PART_FINAL = 2,
+	PART_ABORT = 3,
+	PART_ABORT_ORIGIN = 4
+} PartKind;
+
+typedef struct PartHeader
+{
+	uint16		marker;			/* BATCH_PART_MARKER */
+	uint16		kind;			/* PartKind */
+	uint32		part;			/* 0, 1, ... */
+	uint32		nparts;			/* PART_FINAL: how many, itself included */
+	uint32		reserved;
+	uint64		origin;			/* node of the sending session */
+	uint64		txn;			/* random, chosen by the session */
+	uint64		boot;			/* the origin server's run (queue_boot_id) */
+} PartHeader;
+
+extern void queue_submit_and_wait(const char *data, Size len, bool decides);
+extern bool queue_submit_detached(const char *data, Size len);
+extern Size queue_max_batch(void);
+extern uint64 queue_boot_id(void);
 extern int	queue_drain(QueuedBatch **batches, Size max_bytes);
 extern void queue_set_state(int slot, uint64 batch_id, BatchState state, const char *msg);
 extern void queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg);

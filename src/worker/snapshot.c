@@ -932,6 +932,8 @@ snapshot_install(uint64 cluster_id, uint64 index, SnapshotInstallResult *result)
 			drop_stream(local[i].name);
 
 	spi_exec("DELETE FROM chronicle.cluster_streams", SPI_OK_DELETE);
+	/* the state at the snapshot's index has no open large transaction */
+	spi_exec("DELETE FROM chronicle.open_parts", SPI_OK_DELETE);
 	for (i = 0; i < nstreams; i++)
 	{
 		resetStringInfo(&sql);

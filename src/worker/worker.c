@@ -24,7 +24,9 @@
  * then per batch uint64 origin node, int32 slot, uint64 batch id, uint32
  * length and the batch bytes as the backend encoded them (staging.c):
  * per stream uint16 name length, the qualified name, uint32 event count,
- * then per event uint16 length and the encoded event (rowcodec.c).
+ * then per event uint16 length and the encoded event (rowcodec.c).  A batch
+ * of a large transaction starts with a PartHeader (cluster.h): its parts are
+ * kept in chronicle.open_parts until the final one applies them all.
  *
  * Snapshots (snapshot.c): when the engine must send a follower entries that
  * were compacted away, the worker writes a snapshot file at its applied
@@ -53,6 +55,7 @@
 #include "access/xlog.h"
 #include "access/relation.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -90,6 +93,7 @@
 #define APPLY_RETRY_MS	2000		/* a stopped apply is retried this often */
 #define LOCK_RETRY_MS	200			/* ... or this, when it waits for a lock */
 #define SNAPSHOT_CHUNK_BYTES (4 * 1024 * 1024)
+#define ENTRY_MAX_BYTES		((Size) 40 * 1024 * 1024)	/* below the 64 MB frame */
 
 PGDLLEXPORT void chronicle_worker_main(Datum main_arg);
 
@@ -663,6 +667,184 @@ batch_missing_stream(const char *p, const char *end)
 	return NULL;
 }
 
+/* ---------------------------------------------------------------- parts */
+
+/*
+ * At worker start: sessions of this server's earlier runs are gone (a crash
+ * restart) or were told their commit failed (a worker restart), so parts
+ * they sent will never get their final part.  Ask the cluster to discard
+ * them; the entry goes through the log like any batch.
+ */
+static void
+discard_parts_of_earlier_runs(void)
+{
+	PartHeader	hdr;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.marker = BATCH_PART_MARKER;
+	hdr.kind = PART_ABORT_ORIGIN;
+	hdr.origin = (uint64) chronicle_node_id;
+	hdr.boot = queue_boot_id();
+	if (!queue_submit_detached((const char *) &hdr, sizeof(hdr)))
+		elog(LOG, "chronicle_raft: could not queue the discard of earlier runs' parts");
+}
+
+static bool
+batch_is_part(const EntryBatch *batch)
+{
+	uint16		marker;
+
+	if (batch->len < sizeof(PartHeader))
+		return false;
+	memcpy(&marker, batch->data, sizeof(marker));
+	return marker == BATCH_PART_MARKER;
+}
+
+/* Run a statement of the parts bookkeeping; SPI must be connected. */
+static void
+parts_exec(const char *sql, int expected)
+{
+	if (SPI_execute(sql, false, 0) != expected)
+		elog(ERROR, "could not run \"%s\"", sql);
+}
+
+/* Keep a part of a large transaction until its final part (or an abort). */
+static void
+part_keep(const PartHeader *hdr, const char *data, Size len)
+{
+	Oid			types[5] = {INT8OID, INT8OID, INT4OID, INT8OID, BYTEAOID};
+	Datum		values[5];
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	values[0] = Int64GetDatum((int64) hdr->origin);
+	values[1] = Int64GetDatum((int64) hdr->txn);
+	values[2] = Int32GetDatum((int32) hdr->part);
+	values[3] = Int64GetDatum((int64) hdr->boot);
+	values[4] = PointerGetDatum(b);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO chronicle.open_parts VALUES ($1, $2, $3, $4, $5) "
+							  "ON CONFLICT DO NOTHING", 5, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not keep a part of a replicated transaction");
+	SPI_finish();
+	PopActiveSnapshot();
+	pfree(b);
+}
+
+/*
+ * The kept parts of hdr's transaction, in order, copied into the current
+ * memory context; returns how many.  Their rows are then collected like a
+ * batch's.
+ */
+static int
+parts_load(const PartHeader *hdr, char ***datas, Size **lens)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	char		sql[200];
+	int			n = 0;
+	uint64		i;
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT part, data FROM chronicle.open_parts WHERE origin = %lld AND txn = %lld ORDER BY part",
+			 (long long) hdr->origin, (long long) hdr->txn);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the kept parts of a replicated transaction");
+	*datas = MemoryContextAlloc(outer, sizeof(char *) * Max(SPI_processed, 1));
+	*lens = MemoryContextAlloc(outer, sizeof(Size) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int32		part = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		bytea	   *b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (part != (int32) i)
+			break;				/* a gap: a part was never committed */
+		(*lens)[n] = VARSIZE_ANY_EXHDR(b);
+		(*datas)[n] = MemoryContextAlloc(outer, Max((*lens)[n], 1));
+		memcpy((*datas)[n], VARDATA_ANY(b), (*lens)[n]);
+		n++;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	return n;
+}
+
+/* Discard kept parts: of one transaction, or of an origin's other runs. */
+static void
+parts_discard(const PartHeader *hdr, bool other_runs)
+{
+	char		sql[200];
+
+	if (other_runs)
+		snprintf(sql, sizeof(sql),
+				 "DELETE FROM chronicle.open_parts WHERE origin = %lld AND boot <> %lld",
+				 (long long) hdr->origin, (long long) hdr->boot);
+	else
+		snprintf(sql, sizeof(sql),
+				 "DELETE FROM chronicle.open_parts WHERE origin = %lld AND txn = %lld",
+				 (long long) hdr->origin, (long long) hdr->txn);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	parts_exec(sql, SPI_OK_DELETE);
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/*
+ * Apply a batch that starts with a part header.  Returns NULL, or why the
+ * transaction failed (the same on every node: the kept parts are).  Events
+ * of a final part are collected into the entry's streams like any batch's.
+ */
+static const char *
+apply_part(const EntryBatch *batch, StreamRows **streams, int *nstreams, uint32 *seq)
+{
+	PartHeader	hdr;
+	const char *body = batch->data + sizeof(PartHeader);
+	const char *end = batch->data + batch->len;
+	char	  **datas;
+	Size	   *lens;
+	int			nparts;
+	int			i;
+	char	   *ddl;
+	char	   *search_path;
+	char	   *missing = NULL;
+
+	memcpy(&hdr, batch->data, sizeof(hdr));
+	switch (hdr.kind)
+	{
+		case PART_EVENTS:
+			part_keep(&hdr, body, end - body);
+			return NULL;
+		case PART_ABORT:
+		case PART_ABORT_ORIGIN:
+			parts_discard(&hdr, hdr.kind == PART_ABORT_ORIGIN);
+			return NULL;
+		case PART_FINAL:
+			break;
+		default:
+			elog(ERROR, "unknown part kind %u in a Raft entry", hdr.kind);
+	}
+
+	nparts = parts_load(&hdr, &datas, &lens);
+	parts_discard(&hdr, false);
+	if (hdr.nparts == 0 || nparts != (int) hdr.nparts - 1)
+		return "a part of the transaction's events was not committed (the leader changed meanwhile)";
+	for (i = 0; i < nparts && missing == NULL; i++)
+		missing = batch_missing_stream(datas[i], datas[i] + lens[i]);
+	if (missing == NULL)
+		missing = batch_missing_stream(body, end);
+	if (missing != NULL)
+		return psprintf("stream %s was dropped or renamed before its events were applied", missing);
+	for (i = 0; i < nparts; i++)
+		collect_batch(datas[i], datas[i] + lens[i], streams, nstreams, seq, &ddl, &search_path);
+	collect_batch(body, end, streams, nstreams, seq, &ddl, &search_path);
+	return NULL;
+}
+
 /*
  * Apply the collected events of each stream, then forget them.  step
  * counts the DDL statements of the entry before these events (see
@@ -1122,6 +1304,23 @@ apply_entry(const raft_entry *e)
 
 		if (!take_batch(&p, end, &batch))
 			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
+		if (batch_is_part(&batch))
+		{
+			const char *failure = apply_part(&batch, &streams, &nstreams, &seq);
+
+			/* kept parts are not idempotent under re-delivery: record the index */
+			had_ddl = true;
+			if (batch.origin == (uint64) chronicle_node_id)
+			{
+				done[ndone].slot = batch.slot;
+				done[ndone].batch_id = batch.batch_id;
+				done[ndone].failed = failure != NULL;
+				if (failure)
+					strlcpy(done[ndone].msg, failure, sizeof(done[ndone].msg));
+				ndone++;
+			}
+			continue;
+		}
 		if ((missing = batch_missing_stream(batch.data, batch.data + batch.len)) != NULL)
 		{
 			/* all or nothing: none of the transaction's events is applied */
@@ -1863,6 +2062,9 @@ propose_queued(void)
 	uint64	   *ids;
 	uint64	   *origins;
 	int			nall;
+	int			nfwd = 0;
+	Size		fwd_bytes = 0;
+	Size		taken = 0;
 
 	raft_get_status(ws.node, &st);
 	if (st.role != RAFT_LEADER)
@@ -1878,9 +2080,27 @@ propose_queued(void)
 		n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
 	if (n == 0 && ws.nforwarded == 0)
 		return;
+	for (i = 0; i < n; i++)
+		taken += batches[i].len;
+
+	/*
+	 * Forwarded batches join the entry while it stays within
+	 * ENTRY_MAX_BYTES (a frame must carry it); the others wait for the next.
+	 */
+	while (nfwd < ws.nforwarded)
+	{
+		uint32		len;
+
+		memcpy(&len, ws.forwarded.data + fwd_bytes + 20, 4);
+		if ((n > 0 || nfwd > 0) && taken + 24 + len > ENTRY_MAX_BYTES)
+			break;
+		taken += 24 + len;
+		fwd_bytes += 24 + len;
+		nfwd++;
+	}
 
 	initStringInfo(&buf);
-	count = (uint32) n + ws.nforwarded;
+	count = (uint32) (n + nfwd);
 	appendBinaryStringInfo(&buf, (char *) &magic, 4);
 	appendBinaryStringInfo(&buf, (char *) &kind, 4);
 	appendBinaryStringInfo(&buf, (char *) &count, 4);
@@ -1915,9 +2135,11 @@ propose_queued(void)
 			memcpy(&len, p + 20, 4);
 			p += 24 + len;
 		}
-		appendBinaryStringInfo(&buf, ws.forwarded.data, ws.forwarded.len);
-		resetStringInfo(&ws.forwarded);
-		ws.nforwarded = 0;
+		appendBinaryStringInfo(&buf, ws.forwarded.data, fwd_bytes);
+		memmove(ws.forwarded.data, ws.forwarded.data + fwd_bytes, ws.forwarded.len - fwd_bytes);
+		ws.forwarded.len -= fwd_bytes;
+		ws.forwarded.data[ws.forwarded.len] = '\0';
+		ws.nforwarded -= nfwd;
 	}
 
 	rc = raft_propose(ws.node, buf.data, buf.len, &term, &index);
@@ -1950,8 +2172,8 @@ log_fail(const char *what)
 /*
  * An entry is committed: this node's event batches in it are durable on a
  * quorum, which is all commit_wait = committed waits for (applying follows
- * in log order).  DDL and membership batches wait for their apply, whose
- * verdict they report.
+ * in log order).  DDL and membership batches, and the final parts of large
+ * transactions, wait for their apply, whose verdict they report.
  */
 static void
 mark_committed(const raft_entry *e)
@@ -1976,8 +2198,18 @@ mark_committed(const raft_entry *e)
 		if (batch.origin != (uint64) chronicle_node_id || batch.len < sizeof(first))
 			continue;
 		memcpy(&first, batch.data, sizeof(first));
-		if (first != 0xFFFF)
-			queue_set_state(batch.slot, batch.batch_id, BATCH_COMMITTED, NULL);
+		if (first == 0xFFFF)
+			continue;
+		if (batch_is_part(&batch))
+		{
+			PartHeader	hdr;
+
+			/* the final part's verdict comes from its apply (parts present?) */
+			memcpy(&hdr, batch.data, sizeof(hdr));
+			if (hdr.kind == PART_FINAL)
+				continue;
+		}
+		queue_set_state(batch.slot, batch.batch_id, BATCH_COMMITTED, NULL);
 	}
 }
 
@@ -2109,6 +2341,70 @@ engine_snapshot_read(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
 }
 
 /*
+ * A snapshot file holds the streams and the replicated catalog, not the
+ * kept parts of open large transactions; so one is written only while none
+ * is open (between two applies, the state is exactly the state at the
+ * applied index).  Open transactions end within seconds as a rule; after a
+ * minute of waiting the leader discards the ones still open (their sessions
+ * then fail at their final part, everywhere alike), since the follower
+ * that needs the snapshot cannot catch up otherwise.
+ */
+static bool
+parts_allow_snapshot(bool leader)
+{
+	static TimestampTz waiting_since = 0;
+	static TimestampTz checked_at = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	PartHeader *open = NULL;
+	uint64		nopen = 0;
+	uint64		i;
+
+	if (waiting_since != 0 && now - checked_at < 1000 * 1000)
+		return false;
+	checked_at = now;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute("SELECT DISTINCT origin, txn FROM chronicle.open_parts", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read chronicle.open_parts");
+	nopen = SPI_processed;
+	if (nopen > 0)
+	{
+		open = MemoryContextAllocZero(ws.cxt, sizeof(PartHeader) * nopen);
+		for (i = 0; i < nopen; i++)
+		{
+			bool		isnull;
+
+			open[i].marker = BATCH_PART_MARKER;
+			open[i].kind = PART_ABORT;
+			open[i].origin = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			open[i].txn = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	if (nopen == 0)
+	{
+		waiting_since = 0;
+		return true;
+	}
+	if (waiting_since == 0)
+		waiting_since = now;
+	else if (leader && now - waiting_since >= (TimestampTz) 60 * 1000 * 1000)
+	{
+		ereport(LOG,
+				(errmsg("chronicle_raft: discarding %llu large transactions still open after a minute, so that a snapshot can be written",
+						(unsigned long long) nopen)));
+		for (i = 0; i < nopen; i++)
+			(void) queue_submit_detached((const char *) &open[i], sizeof(PartHeader));
+		waiting_since = now;
+	}
+	return false;
+}
+
+/*
  * Write a wanted snapshot a slice per loop iteration.  Applying waits
  * meanwhile (entries stay in the log), so the file is the state at one
  * index while heartbeats and replication go on.
@@ -2123,13 +2419,18 @@ drive_snapshot_writer(void)
 
 		if (!ws.snapshot_wanted)
 			return;
-		ws.snapshot_wanted = false;
 		raft_get_status(ws.node, &st);
 		/* our file is the engine's snapshot: nothing newer is needed */
 		if (ws.applied == 0 || ws.applied > st.stable ||
 			st.snapshot_index == ws.snapshot_ready ||
 			raftlog_term(ws.log, ws.applied, &term) != RAFTLOG_OK)
+		{
+			ws.snapshot_wanted = false;
 			return;
+		}
+		if (!parts_allow_snapshot(st.role == RAFT_LEADER))
+			return;				/* still wanted */
+		ws.snapshot_wanted = false;
 		ws.writer = snapshot_write_begin(ws.cluster_id, ws.applied, term);
 	}
 	if (snapshot_write_step(ws.writer, 20))
@@ -2728,6 +3029,7 @@ chronicle_worker_main(Datum main_arg)
 	network_start();
 	before_shmem_exit(worker_on_exit, (Datum) 0);
 	queue_worker_attach();
+	discard_parts_of_earlier_runs();
 
 	last_tick = GetCurrentTimestamp();
 	for (;;)
