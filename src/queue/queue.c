@@ -163,6 +163,21 @@ ring_read(uint64 pos, void *dst, Size len)
 		memcpy((char *) dst + first, queue->ring, len - first);
 }
 
+/* Append one record (the caller holds the lock and checked the room). */
+static uint64
+ring_append(int32 slotno, const char *data, Size len)
+{
+	uint32		len32 = (uint32) len;
+	uint64		batch_id = queue->next_batch_id++;
+
+	ring_write(queue->tail, &len32, sizeof(uint32));
+	ring_write(queue->tail + sizeof(uint32), &slotno, sizeof(int32));
+	ring_write(queue->tail + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
+	ring_write(queue->tail + RECORD_HEADER, data, len);
+	queue->tail += RECORD_HEADER + len;
+	return batch_id;
+}
+
 static BatchSlot *
 my_slot(void)
 {
@@ -227,9 +242,6 @@ queue_boot_id(void)
 bool
 queue_submit_detached(const char *data, Size len)
 {
-	uint32		len32 = (uint32) len;
-	int32		slotno = 0;
-	uint64		batch_id;
 	bool		ok = false;
 
 	if (queue == NULL || len + RECORD_HEADER > queue->capacity / 2)
@@ -238,12 +250,7 @@ queue_submit_detached(const char *data, Size len)
 	if (queue->worker_latch != NULL &&
 		queue->capacity - (queue->tail - queue->head) >= len + RECORD_HEADER)
 	{
-		batch_id = queue->next_batch_id++;
-		ring_write(queue->tail, &len32, sizeof(uint32));
-		ring_write(queue->tail + sizeof(uint32), &slotno, sizeof(int32));
-		ring_write(queue->tail + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
-		ring_write(queue->tail + RECORD_HEADER, data, len);
-		queue->tail += RECORD_HEADER + len;
+		(void) ring_append(0, data, len);
 		SetLatch(queue->worker_latch);
 		ok = true;
 	}
@@ -264,7 +271,6 @@ queue_submit_and_wait(const char *data, Size len, bool decides)
 {
 	BatchSlot  *slot;
 	uint64		batch_id;
-	uint32		len32;
 	bool		detached = chronicle_commit_wait == COMMIT_WAIT_OFF;
 	int32		slotno = detached ? 0 : MyBackendId;
 	TimestampTz deadline;
@@ -281,7 +287,6 @@ queue_submit_and_wait(const char *data, Size len, bool decides)
 						len, queue->capacity / 2),
 				 errhint("Split the load into smaller transactions or raise chronicle_raft.buffer_size.")));
 	slot = my_slot();
-	len32 = (uint32) len;
 	deadline = GetCurrentTimestamp() +
 		(TimestampTz) (chronicle_election_timeout * 4 + 5000) * 1000;
 
@@ -308,12 +313,7 @@ queue_submit_and_wait(const char *data, Size len, bool decides)
 		ConditionVariableTimedSleep(&queue->cv, 100, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
-	batch_id = queue->next_batch_id++;
-	ring_write(queue->tail, &len32, sizeof(uint32));
-	ring_write(queue->tail + sizeof(uint32), &slotno, sizeof(int32));
-	ring_write(queue->tail + sizeof(uint32) + sizeof(int32), &batch_id, sizeof(uint64));
-	ring_write(queue->tail + RECORD_HEADER, data, len);
-	queue->tail += RECORD_HEADER + len;
+	batch_id = ring_append(slotno, data, len);
 	if (!detached)
 	{
 		slot->batch_id = batch_id;
