@@ -555,6 +555,20 @@ reconcile_membership(void)
 }
 
 /*
+ * The rest of a stream section's header, after its uint16 name length: the
+ * qualified name (NUL-terminated into name) and the event count.
+ */
+static bool
+take_section(const char **p, const char *end, uint16 namelen, char *name, Size namecap,
+			 uint32 *nrows)
+{
+	if (namelen >= namecap || !take(p, end, name, namelen))
+		return false;
+	name[namelen] = '\0';
+	return take(p, end, nrows, sizeof(*nrows));
+}
+
+/*
  * Collect the events of one batch into per-stream arrays.  A DDL chunk
  * (name length 0xFFFF) is returned through *ddl / *search_path instead; a
  * DDL batch carries nothing else.
@@ -588,10 +602,7 @@ collect_batch(const char *p, const char *end, StreamRows **streams, int *nstream
 			*ddl = pnstrdup(p, len);
 			return;
 		}
-		if (namelen >= sizeof(name) || !take(&p, end, name, namelen))
-			elog(ERROR, "malformed batch in Raft entry");
-		name[namelen] = '\0';
-		if (!take(&p, end, &nrows, sizeof(nrows)))
+		if (!take_section(&p, end, namelen, name, sizeof(name), &nrows))
 			elog(ERROR, "malformed batch in Raft entry");
 		for (k = 0; k < *nstreams; k++)
 			if (strcmp((*streams)[k].name, name) == 0)
@@ -632,10 +643,12 @@ collect_batch(const char *p, const char *end, StreamRows **streams, int *nstream
  * Called where the batch stands in the log (the entry's earlier DDL is
  * applied), and every node holds the same streams there, so a batch whose
  * stream was dropped or renamed before it is refused alike everywhere.
- * Malformed batches are left to collect_batch to report.
+ * Streams in known (collected since the entry's last DDL) were checked
+ * already and are not looked up again.  Malformed batches are left to
+ * collect_batch to report.
  */
 static char *
-batch_missing_stream(const char *p, const char *end)
+batch_missing_stream(const char *p, const char *end, const StreamRows *known, int nknown)
 {
 	while (p < end)
 	{
@@ -643,13 +656,11 @@ batch_missing_stream(const char *p, const char *end)
 		char		name[NAMEDATALEN * 2 + 8];
 		uint32		nrows;
 		uint32		r;
-		Oid			relid;
+		int			k;
+		Oid			relid = InvalidOid;
 
 		if (!take(&p, end, &namelen, sizeof(namelen)) || namelen == 0xFFFF ||
-			namelen >= sizeof(name) || !take(&p, end, name, namelen))
-			return NULL;
-		name[namelen] = '\0';
-		if (!take(&p, end, &nrows, sizeof(nrows)))
+			!take_section(&p, end, namelen, name, sizeof(name), &nrows))
 			return NULL;
 		for (r = 0; r < nrows; r++)
 		{
@@ -659,6 +670,12 @@ batch_missing_stream(const char *p, const char *end)
 				return NULL;
 			p += len;
 		}
+		/* collected since the last DDL of the entry: checked already */
+		for (k = 0; k < nknown; k++)
+			if (strcmp(known[k].name, name) == 0)
+				break;
+		if (k < nknown)
+			continue;
 		relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(name)),
 								 NoLock, true);
 		if (!OidIsValid(relid) || !relid_is_stream(relid))
@@ -698,14 +715,6 @@ batch_is_part(const EntryBatch *batch)
 		return false;
 	memcpy(&marker, batch->data, sizeof(marker));
 	return marker == BATCH_PART_MARKER;
-}
-
-/* Run a statement of the parts bookkeeping; SPI must be connected. */
-static void
-parts_exec(const char *sql, int expected)
-{
-	if (SPI_execute(sql, false, 0) != expected)
-		elog(ERROR, "could not run \"%s\"", sql);
 }
 
 /* Keep a part of a large transaction until its final part (or an abort). */
@@ -789,7 +798,8 @@ parts_discard(const PartHeader *hdr, bool other_runs)
 				 (long long) hdr->origin, (long long) hdr->txn);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	parts_exec(sql, SPI_OK_DELETE);
+	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not discard kept parts of a replicated transaction");
 	SPI_finish();
 	PopActiveSnapshot();
 }
@@ -834,9 +844,9 @@ apply_part(const EntryBatch *batch, StreamRows **streams, int *nstreams, uint32 
 	if (hdr.nparts == 0 || nparts != (int) hdr.nparts - 1)
 		return "a part of the transaction's events was not committed (the leader changed meanwhile)";
 	for (i = 0; i < nparts && missing == NULL; i++)
-		missing = batch_missing_stream(datas[i], datas[i] + lens[i]);
+		missing = batch_missing_stream(datas[i], datas[i] + lens[i], *streams, *nstreams);
 	if (missing == NULL)
-		missing = batch_missing_stream(body, end);
+		missing = batch_missing_stream(body, end, *streams, *nstreams);
 	if (missing != NULL)
 		return psprintf("stream %s was dropped or renamed before its events were applied", missing);
 	for (i = 0; i < nparts; i++)
@@ -1321,7 +1331,7 @@ apply_entry(const raft_entry *e)
 			}
 			continue;
 		}
-		if ((missing = batch_missing_stream(batch.data, batch.data + batch.len)) != NULL)
+		if ((missing = batch_missing_stream(batch.data, batch.data + batch.len, streams, nstreams)) != NULL)
 		{
 			/* all or nothing: none of the transaction's events is applied */
 			if (batch.origin == (uint64) chronicle_node_id)

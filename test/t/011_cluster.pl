@@ -316,15 +316,8 @@ my @frozen = map {
 } @followers;
 my $last_before = $l->safe_psql('postgres', 'SELECT last_log_index FROM chronicle.status()');
 kill 'STOP', @frozen;
-my $bindir = $l->config_data('--bindir');
 my $term_err = "$PostgreSQL::Test::Utils::tmp_check/terminated_commit.err";
-my $cpid = fork();
-die "fork failed" unless defined $cpid;
-if ($cpid == 0)
-{
-	exec("$bindir/psql -X -v VERBOSITY=verbose -h $l->{_host} -p $l->{_port} -d postgres "
-		  . "-c 'INSERT INTO ev VALUES (61000, 6, 6, 6)' >/dev/null 2>$term_err");
-}
+my $cpid = psql_in_background($l, 'INSERT INTO ev VALUES (61000, 6, 6, 6)', $term_err);
 my $waiter;
 ok(wait_for(sub {
 	$waiter = $l->safe_psql('postgres',

@@ -81,19 +81,12 @@ is(sql_on($f2, 'SELECT count(*) FROM big WHERE s = 106'), '1600000',
 
 # ---------------------------------------------- a session terminated between parts
 
-my $bindir = $f1->config_data('--bindir');
 my $errfile = "$PostgreSQL::Test::Utils::tmp_check/large_terminated.err";
 sub start_large_insert
 {
 	my ($node, $first) = @_;
-	my $pid = fork();
-	die "fork failed" unless defined $pid;
-	if ($pid == 0)
-	{
-		exec("$bindir/psql -X -v VERBOSITY=verbose -h $node->{_host} -p $node->{_port} -d postgres "
-			  . "-c 'INSERT INTO side SELECT $first + g, 3, 3 FROM generate_series(1, 3000000) g' >/dev/null 2>$errfile");
-	}
-	return $pid;
+	return psql_in_background($node,
+		"INSERT INTO side SELECT $first + g, 3, 3 FROM generate_series(1, 3000000) g", $errfile);
 }
 
 my $before = digest($leader, 'side');
@@ -121,12 +114,7 @@ ok(wait_same('side', 200_000), 'none of its events appears, and the nodes are id
 # ---------------------------------------------- a large transaction meets a DROP of its stream
 
 sql_on($leader, 'CREATE TABLE doomed (ts bigint NOT NULL, s int, v int8) USING chronicle');
-$cpid = fork();
-if ($cpid == 0)
-{
-	exec("$bindir/psql -X -v VERBOSITY=verbose -h $f1->{_host} -p $f1->{_port} -d postgres "
-		  . "-c 'INSERT INTO doomed SELECT g, 4, 4 FROM generate_series(1, 3000000) g' >/dev/null 2>$errfile");
-}
+$cpid = psql_in_background($f1, 'INSERT INTO doomed SELECT g, 4, 4 FROM generate_series(1, 3000000) g', $errfile);
 ok(wait_for(sub { sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts') > 0 }), 'a third one is under way');
 my ($rc, $out, $err) = $f2->psql('postgres', 'DROP TABLE doomed');
 waitpid($cpid, 0);

@@ -39,8 +39,9 @@ use File::Path qw(rmtree);
 use File::Basename qw(basename);
 use Time::HiRes qw(usleep time);
 use Exporter 'import';
+use POSIX ();
 
-our @EXPORT = qw(new_node wait_for start_cluster raft_log_bytes);
+our @EXPORT = qw(new_node wait_for start_cluster raft_log_bytes psql_in_background);
 
 # A new node; first removes its directory if an earlier failed run left it
 # (PostgreSQL::Test::Cluster refuses to reuse it).
@@ -91,6 +92,24 @@ chronicle_raft.heartbeat_interval = 50
 		push @nodes, $node;
 	}
 	return (\@nodes, \@ports);
+}
+
+# Run one SQL command with psql in a child process (its output discarded,
+# its stderr, verbose, into $errfile); returns the child's pid to waitpid.
+sub psql_in_background
+{
+	my ($node, $sql, $errfile) = @_;
+	my $bindir = $node->config_data('--bindir');
+	my $pid = fork();
+	die "fork failed" unless defined $pid;
+	if ($pid == 0)
+	{
+		exec("$bindir/psql", '-X', '-v', 'VERBOSITY=verbose', '-h', $node->host, '-p', $node->port,
+			'-d', 'postgres', '-o', '/dev/null', '-c', $sql)
+		  if open(STDERR, '>', $errfile);
+		POSIX::_exit(1);
+	}
+	return $pid;
 }
 
 # Bytes of a node's Raft log segments ($PGDATA/chronicle_raft/*.seg), or -1.
