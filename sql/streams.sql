@@ -61,6 +61,29 @@ INSERT INTO dense SELECT i, i FROM generate_series(1, 100000) i;
 SELECT pg_relation_size('dense') / 100000.0 BETWEEN 19 AND 20 AS dense_in_order,
        pg_relation_size('big') / 220000.0 < 40 AS dense_enough_out_of_order;
 DROP TABLE dense;
+-- the file grows ahead of the tree in chunks of at most 1/64 of its size
+-- (one write and an fallocate instead of a zeroed write per block); the
+-- meta page's next_block (bytes 112..115 of the meta, after the 24-byte
+-- page header) counts the blocks in use
+CREATE EXTENSION pageinspect;
+CREATE FUNCTION blocks_in_use(stream regclass) RETURNS bigint LANGUAGE sql AS $$
+  SELECT get_byte(p, 136)::bigint | (get_byte(p, 137) << 8) | (get_byte(p, 138) << 16)
+         | (get_byte(p, 139)::bigint << 24)
+    FROM get_raw_page(stream::text, 0) p $$;
+CREATE TABLE grow (ts bigint NOT NULL, v int8) USING chronicle;
+INSERT INTO grow SELECT i, i FROM generate_series(1, 300000) i;
+SELECT blocks_in_use('grow') BETWEEN 690 AND 720 AS used_as_dense,
+       pg_relation_size('grow') / 8192 > blocks_in_use('grow') AS extended_ahead,
+       pg_relation_size('grow') / 8192 <= blocks_in_use('grow') * 65 / 64 + 1 AS bounded,
+       (SELECT count(*) FROM grow) AS events;
+-- blocks past next_block are reused, not skipped, after TRUNCATE too
+TRUNCATE grow;
+INSERT INTO grow SELECT i, i FROM generate_series(1, 1000) i;
+SELECT blocks_in_use('grow') AS used, pg_relation_size('grow') / 8192 AS file_blocks,
+       (SELECT sum(v) FROM grow) AS sum;
+DROP TABLE grow;
+DROP FUNCTION blocks_in_use(regclass);
+DROP EXTENSION pageinspect;
 
 -- rename keeps working
 ALTER TABLE r RENAME TO readings;

@@ -42,8 +42,13 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+
+#include "common/relpath.h"
 #include "storage/bufmgr.h"
+#include "storage/fd.h"
 #include "storage/lmgr.h"
+#include "storage/smgr.h"
 #include "utils/memutils.h"
 
 #include "tabplus/tabplus.h"
@@ -85,15 +90,105 @@ summary_alloc(const StreamLayout *layout)
 	return s;
 }
 
+/*
+ * Reserve disk space for blocks [first, first + n) of one segment file,
+ * which the caller just extended over them (a hole), so that a full disk
+ * shows at extension time, as with PostgreSQL's own zero-filled extension,
+ * and not when a checkpoint writes the page.  A file system without
+ * fallocate keeps the hole.
+ */
+static void
+tree_reserve_space(Relation rel, BlockNumber segno, BlockNumber first, BlockNumber n)
+{
+	char	   *path = relpathbackend(rel->rd_node, rel->rd_backend, MAIN_FORKNUM);
+	char	   *segpath = segno == 0 ? path : psprintf("%s.%u", path, segno);
+	int			fd;
+	int			rc;
+
+	fd = OpenTransientFile(segpath, O_RDWR | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", segpath)));
+	rc = posix_fallocate(fd, (off_t) first * BLCKSZ, (off_t) n * BLCKSZ);
+	CloseTransientFile(fd);
+	if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS && rc != EINVAL)
+	{
+		errno = rc;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not extend stream \"%s\" (file \"%s\"): %m",
+						RelationGetRelationName(rel), segpath),
+				 errhint("Check free disk space.")));
+	}
+}
+
+/*
+ * Make block blkno exist in the relation's file.
+ *
+ * PostgreSQL 15 extends a relation one zero-filled block write at a time;
+ * for a stream growing by a whole batch that write cost as much as the
+ * page's own later write.  Instead the file is extended ahead by up to
+ * TABPLUS_EXTEND_MAX_BLOCKS (about 1/64 of its size, so a small stream
+ * stays small) with one write of the chunk's last block and fallocate for
+ * the rest; never past a segment boundary, so every segment but the last
+ * stays full as md.c expects.  Blocks past meta->next_block are unused
+ * zeroes: nothing reads them (the tree is reached through links), and WAL
+ * replay extends the file itself for every block a record initializes.
+ */
+#define TABPLUS_EXTEND_MAX_BLOCKS	128
+#define TABPLUS_EXTEND_FRACTION		64
+
+static void
+tree_reserve_block(Relation rel, BlockNumber blkno)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	BlockNumber target;
+	BlockNumber first;
+	PGAlignedBlock zero;
+
+	if (blkno < nblocks)
+		return;
+	LockRelationForExtension(rel, ExclusiveLock);
+	nblocks = RelationGetNumberOfBlocks(rel);
+	if (blkno >= nblocks)
+	{
+		target = Max(blkno + 1,
+					 nblocks + Min(TABPLUS_EXTEND_MAX_BLOCKS, nblocks / TABPLUS_EXTEND_FRACTION));
+		target = Min(target, (blkno / RELSEG_SIZE + 1) * RELSEG_SIZE);
+		memset(zero.data, 0, BLCKSZ);
+		smgrextend(RelationGetSmgr(rel), MAIN_FORKNUM, target - 1, zero.data, false);
+		first = Max(nblocks, (target - 1) / RELSEG_SIZE * RELSEG_SIZE);
+		if (first < target - 1)
+			tree_reserve_space(rel, (target - 1) / RELSEG_SIZE, first % RELSEG_SIZE,
+							   target - 1 - first);
+	}
+	UnlockRelationForExtension(rel, ExclusiveLock);
+}
+
+/* Block blkno as a pinned, unlocked zeroed buffer, extending the file if needed. */
 static Buffer
-tree_new_block(Relation rel)
+tree_zeroed_block(Relation rel, BlockNumber blkno)
 {
 	Buffer		buf;
 
-	LockRelationForExtension(rel, ExclusiveLock);
-	buf = ReadBuffer(rel, P_NEW);
-	UnlockRelationForExtension(rel, ExclusiveLock);
+	tree_reserve_block(rel, blkno);
+	buf = ReadBufferExtended(rel, MAIN_FORKNUM, blkno, RBM_ZERO_AND_LOCK, NULL);
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 	return buf;
+}
+
+/*
+ * A new block for this step: the meta page's next_block, taken in the
+ * step's working copy, so a step that fails takes nothing.
+ */
+static Buffer
+tree_new_block(TreeCtx *ctx)
+{
+	BlockNumber blkno = ctx->meta->next_block;
+
+	ctx->meta->next_block = blkno + 1;
+	return tree_zeroed_block(ctx->rel, blkno);
 }
 
 /*
@@ -179,6 +274,15 @@ tabplus_tree_exists(Relation rel)
 	return stream_relcache(rel)->tree_exists || tabplus_read_meta(rel, &meta);
 }
 
+/* Blocks the tree uses (the file may be longer); 0 for a stream without a tree. */
+BlockNumber
+tabplus_blocks_in_use(Relation rel)
+{
+	TabPlusMeta meta;
+
+	return tabplus_read_meta(rel, &meta) ? meta.next_block : 0;
+}
+
 /* The relation was truncated to nothing in place (same relfilenode). */
 void
 tabplus_forget_tree(Relation rel)
@@ -218,14 +322,8 @@ tree_create(TreeCtx *ctx)
 	Page		leafpage;
 	TabPlusMeta *meta;
 
-	if (RelationGetNumberOfBlocks(ctx->rel) == 0)
-		metabuf = tree_new_block(ctx->rel);
-	else
-		metabuf = ReadBuffer(ctx->rel, TABPLUS_META_BLOCK);
-	if (BufferGetBlockNumber(metabuf) != TABPLUS_META_BLOCK)
-		elog(ERROR, "stream \"%s\" is not empty but has no meta page",
-			 RelationGetRelationName(ctx->rel));
-	leafbuf = tree_new_block(ctx->rel);
+	metabuf = tree_zeroed_block(ctx->rel, TABPLUS_META_BLOCK);
+	leafbuf = tree_zeroed_block(ctx->rel, TABPLUS_META_BLOCK + 1);
 
 	metapage = tabplus_wal_register(&ctx->wal, metabuf, true);
 	leafpage = tabplus_wal_register(&ctx->wal, leafbuf, true);
@@ -244,6 +342,7 @@ tree_create(TreeCtx *ctx)
 	meta->nagg = ctx->layout->nagg;
 	meta->min_ts = PG_INT64_MAX;
 	meta->max_ts = PG_INT64_MIN;
+	meta->next_block = TABPLUS_META_BLOCK + 2;
 	((PageHeader) metapage)->pd_lower =
 		(char *) meta + sizeof(TabPlusMeta) - (char *) metapage;
 	step_finish(ctx);
@@ -376,7 +475,7 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 
 	if (level == path->height - 1)
 	{
-		Buffer		rootbuf = tree_new_block(ctx->rel);
+		Buffer		rootbuf = tree_new_block(ctx);
 		Page		root = tabplus_wal_register(&ctx->wal, rootbuf, true);
 
 		if (path->height + 1 > TABPLUS_MAX_HEIGHT)
@@ -409,7 +508,7 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 	grow = (popaque->next == InvalidBlockNumber && pidx + 1 == pn);
 	splitpos = grow ? pn : pn / 2;
 
-	nbuf = tree_new_block(ctx->rel);
+	nbuf = tree_new_block(ctx);
 	npage = tabplus_wal_register(&ctx->wal, nbuf, true);
 	tabplus_page_init(npage, TABPLUS_PAGE_INTERNAL, level + 1);
 	tabplus_internal_split(parent, npage, splitpos, layout);
@@ -457,7 +556,7 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
 	if (!grow && n < 2)
 		elog(ERROR, "TAB+ leaf with %d events cannot be split", n);
 
-	nbuf = tree_new_block(ctx->rel);
+	nbuf = tree_new_block(ctx);
 	npage = tabplus_wal_register(&ctx->wal, nbuf, true);
 	tabplus_page_init(npage, TABPLUS_PAGE_LEAF, 0);
 	if (grow)

@@ -19,7 +19,8 @@
 #include "tabplus/rowcodec.h"
 
 #define TABPLUS_MAGIC		0x43485442	/* "CHTB" */
-#define TABPLUS_VERSION		3
+#define TABPLUS_VERSION		4
+#define TABPLUS_VERSION_NO_NEXT_BLOCK 3	/* older: blocks in use = file size */
 #define TABPLUS_META_BLOCK	0
 #define TABPLUS_MAX_HEIGHT	15
 
@@ -64,6 +65,9 @@ typedef struct TabPlusMeta
 	int64		applying_done;	/* ... and how many of its events are in */
 	uint64		intent_id;		/* single node: commit intent being applied ... */
 	int64		intent_done;	/* ... and how many of its events are in */
+	BlockNumber next_block;		/* blocks [0, next_block) are in use; the file
+								 * may be longer (extended ahead, zeroes) */
+	uint32		reserved;
 } TabPlusMeta;
 
 #define TabPlusPageGetMeta(page) ((TabPlusMeta *) PageGetContents(page))
@@ -171,6 +175,7 @@ extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows, uint64 log_index,
 								uint64 intent_id, bool *stream_locked);
 extern bool tabplus_read_meta(Relation rel, TabPlusMeta *meta);
+extern BlockNumber tabplus_blocks_in_use(Relation rel);
 /*
  * Facts about a stream that stay true until its relcache entry is
  * invalidated (which every DROP, TRUNCATE and relfilenode change does): kept

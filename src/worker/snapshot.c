@@ -316,7 +316,8 @@ snapshot_write_begin(uint64 cluster_id, uint64 index, uint64 term)
 	{
 		Relation	rel = relation_open(w->streams[i].relid, AccessShareLock);
 
-		w->streams[i].nblocks = RelationGetNumberOfBlocks(rel);
+		/* not the file size: the file is extended ahead (tabplus.c) */
+		w->streams[i].nblocks = tabplus_blocks_in_use(rel);
 		relation_close(rel, AccessShareLock);
 	}
 	CommitTransactionCommand();
