@@ -139,13 +139,17 @@ CREATE TABLE chronicle.open_parts (
     txn bigint NOT NULL,           -- random id chosen by that session
     part int NOT NULL,             -- 0, 1, ... in sending order
     boot bigint NOT NULL,          -- the origin worker's run (a restart discards older)
-    data bytea NOT NULL,           -- the part's events, in the batch format
+    entry_index bigint NOT NULL,   -- the Raft log entry that carried the part ...
+    entry_offset int NOT NULL,     -- ... where in it the part's events start ...
+    entry_length int NOT NULL,     -- ... and their length (batch format)
+    data bytea,                    -- the events themselves, copied here only when the
+                                   -- log is compacted past entry_index; else NULL
     PRIMARY KEY (origin, txn, part)
 );
 -- the events are already compact; do not spend CPU compressing them
 ALTER TABLE chronicle.open_parts ALTER COLUMN data SET STORAGE EXTERNAL;
 REVOKE ALL ON chronicle.open_parts FROM PUBLIC;
-GRANT SELECT (origin, txn, part, boot) ON chronicle.open_parts TO PUBLIC;
+GRANT SELECT (origin, txn, part, boot, entry_index, entry_length) ON chronicle.open_parts TO PUBLIC;
 
 -- Members added with chronicle.add_node() (the initial ones come from
 -- chronicle_raft.initial_cluster), replicated through the Raft log.

@@ -26,7 +26,8 @@
  * per stream uint16 name length, the qualified name, uint32 event count,
  * then per event uint16 length and the encoded event (rowcodec.c).  A batch
  * of a large transaction starts with a PartHeader (cluster.h): its parts are
- * kept in chronicle.open_parts until the final one applies them all.
+ * noted in chronicle.open_parts (their entry and place in it; copied there
+ * only if the log is compacted first) until the final one applies them all.
  *
  * Snapshots (snapshot.c): when the engine must send a follower entries that
  * were compacted away, the worker writes a snapshot file at its applied
@@ -717,29 +718,60 @@ batch_is_part(const EntryBatch *batch)
 	return marker == BATCH_PART_MARKER;
 }
 
-/* Keep a part of a large transaction until its final part (or an abort). */
+/*
+ * Keep a part of a large transaction until its final part (or an abort):
+ * where it is, not its events.  The Raft log holds them already; they are
+ * copied into the table only if the log is compacted first
+ * (parts_materialize).
+ */
 static void
-part_keep(const PartHeader *hdr, const char *data, Size len)
+part_keep(const PartHeader *hdr, raft_index index, Size offset, Size len)
 {
-	Oid			types[5] = {INT8OID, INT8OID, INT4OID, INT8OID, BYTEAOID};
-	Datum		values[5];
-	bytea	   *b = palloc(VARHDRSZ + len);
+	Oid			types[7] = {INT8OID, INT8OID, INT4OID, INT8OID, INT8OID, INT4OID, INT4OID};
+	Datum		values[7];
 
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
 	values[0] = Int64GetDatum((int64) hdr->origin);
 	values[1] = Int64GetDatum((int64) hdr->txn);
 	values[2] = Int32GetDatum((int32) hdr->part);
 	values[3] = Int64GetDatum((int64) hdr->boot);
-	values[4] = PointerGetDatum(b);
+	values[4] = Int64GetDatum((int64) index);
+	values[5] = Int32GetDatum((int32) offset);
+	values[6] = Int32GetDatum((int32) len);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO chronicle.open_parts VALUES ($1, $2, $3, $4, $5) "
-							  "ON CONFLICT DO NOTHING", 5, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args("INSERT INTO chronicle.open_parts "
+							  "(origin, txn, part, boot, entry_index, entry_offset, entry_length) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+							  7, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not keep a part of a replicated transaction");
 	SPI_finish();
 	PopActiveSnapshot();
-	pfree(b);
+}
+
+/*
+ * A kept part's events from the Raft log entry that carried them, copied
+ * into cxt.  *cache holds the last entry read (parts often share one).
+ */
+static char *
+part_from_log(raftlog_entries *cache, raft_index index, int32 offset, int32 len,
+			  MemoryContext cxt)
+{
+	char	   *copy;
+
+	if (cache->count != 1 || cache->entries[0].index != index)
+	{
+		raftlog_entries_free(cache);
+		memset(cache, 0, sizeof(*cache));
+		if (index < raftlog_first_index(ws.log) ||
+			raftlog_read(ws.log, index, index, cache) != RAFTLOG_OK || cache->count != 1)
+			elog(ERROR, "the Raft log no longer holds entry %llu, which carries a kept part",
+				 (unsigned long long) index);
+	}
+	if (offset < 0 || len < 0 || (Size) offset + (Size) len > cache->entries[0].len)
+		elog(ERROR, "a kept part lies outside Raft entry %llu", (unsigned long long) index);
+	copy = MemoryContextAlloc(cxt, Max(len, 1));
+	memcpy(copy, (const char *) cache->entries[0].data + offset, len);
+	return copy;
 }
 
 /*
@@ -751,13 +783,16 @@ static int
 parts_load(const PartHeader *hdr, char ***datas, Size **lens)
 {
 	MemoryContext outer = CurrentMemoryContext;
-	char		sql[200];
+	raftlog_entries cache;
+	char		sql[240];
 	int			n = 0;
 	uint64		i;
 
 	snprintf(sql, sizeof(sql),
-			 "SELECT part, data FROM chronicle.open_parts WHERE origin = %lld AND txn = %lld ORDER BY part",
+			 "SELECT part, entry_index, entry_offset, entry_length, data FROM chronicle.open_parts "
+			 "WHERE origin = %lld AND txn = %lld ORDER BY part",
 			 (long long) hdr->origin, (long long) hdr->txn);
+	memset(&cache, 0, sizeof(cache));
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -766,20 +801,118 @@ parts_load(const PartHeader *hdr, char ***datas, Size **lens)
 	*lens = MemoryContextAlloc(outer, sizeof(Size) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		int32		part = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		bytea	   *b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		int32		part = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		Datum		data = SPI_getbinval(tup, desc, 5, &isnull);
 
 		if (part != (int32) i)
 			break;				/* a gap: a part was never committed */
-		(*lens)[n] = VARSIZE_ANY_EXHDR(b);
-		(*datas)[n] = MemoryContextAlloc(outer, Max((*lens)[n], 1));
-		memcpy((*datas)[n], VARDATA_ANY(b), (*lens)[n]);
+		if (isnull)
+		{
+			(*lens)[n] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+			(*datas)[n] = part_from_log(&cache,
+										(raft_index) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
+										DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)),
+										(int32) (*lens)[n], outer);
+		}
+		else
+		{
+			bytea	   *b = DatumGetByteaPP(data);
+
+			(*lens)[n] = VARSIZE_ANY_EXHDR(b);
+			(*datas)[n] = MemoryContextAlloc(outer, Max((*lens)[n], 1));
+			memcpy((*datas)[n], VARDATA_ANY(b), (*lens)[n]);
+		}
 		n++;
 	}
 	SPI_finish();
 	PopActiveSnapshot();
+	raftlog_entries_free(&cache);
 	return n;
+}
+
+/*
+ * Before the log forgets the entries up to upto: copy into
+ * chronicle.open_parts the events of the kept parts those entries carry,
+ * in a transaction of its own (the caller flushes its commit before
+ * compacting).  Rare: only a large transaction still open when the log is
+ * compacted pays for a second copy of its parts.
+ */
+static void
+parts_materialize(raft_index upto)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	raftlog_entries cache;
+	char		sql[200];
+	uint64		n;
+	uint64		i;
+	int64	   *origin;
+	int64	   *txn;
+	int32	   *part;
+	int64	   *index;
+	int32	   *offset;
+	int32	   *len;
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT origin, txn, part, entry_index, entry_offset, entry_length FROM chronicle.open_parts "
+			 "WHERE data IS NULL AND entry_index <= %llu", (unsigned long long) upto);
+	memset(&cache, 0, sizeof(cache));
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read chronicle.open_parts");
+	n = SPI_processed;
+	origin = MemoryContextAlloc(outer, sizeof(int64) * Max(n, 1));
+	txn = MemoryContextAlloc(outer, sizeof(int64) * Max(n, 1));
+	part = MemoryContextAlloc(outer, sizeof(int32) * Max(n, 1));
+	index = MemoryContextAlloc(outer, sizeof(int64) * Max(n, 1));
+	offset = MemoryContextAlloc(outer, sizeof(int32) * Max(n, 1));
+	len = MemoryContextAlloc(outer, sizeof(int32) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		origin[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		txn[i] = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		part[i] = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		index[i] = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		offset[i] = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		len[i] = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	}
+	for (i = 0; i < n; i++)
+	{
+		Oid			types[4] = {BYTEAOID, INT8OID, INT8OID, INT4OID};
+		Datum		values[4];
+		char	   *events = part_from_log(&cache, (raft_index) index[i], offset[i], len[i],
+										   CurrentMemoryContext);
+		bytea	   *b = palloc(VARHDRSZ + len[i]);
+
+		SET_VARSIZE(b, VARHDRSZ + len[i]);
+		memcpy(VARDATA(b), events, len[i]);
+		pfree(events);
+		values[0] = PointerGetDatum(b);
+		values[1] = Int64GetDatum(origin[i]);
+		values[2] = Int64GetDatum(txn[i]);
+		values[3] = Int32GetDatum(part[i]);
+		if (SPI_execute_with_args("UPDATE chronicle.open_parts SET data = $1 "
+								  "WHERE origin = $2 AND txn = $3 AND part = $4",
+								  4, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not copy a kept part out of the Raft log");
+		pfree(b);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	raftlog_entries_free(&cache);
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("chronicle_raft: copied %llu parts of open large transactions out of the Raft log before compacting it",
+						(unsigned long long) n)));
 }
 
 /* Discard kept parts: of one transaction, or of an origin's other runs. */
@@ -810,7 +943,8 @@ parts_discard(const PartHeader *hdr, bool other_runs)
  * of a final part are collected into the entry's streams like any batch's.
  */
 static const char *
-apply_part(const EntryBatch *batch, StreamRows **streams, int *nstreams, uint32 *seq)
+apply_part(const raft_entry *e, const EntryBatch *batch, StreamRows **streams, int *nstreams,
+		   uint32 *seq)
 {
 	PartHeader	hdr;
 	const char *body = batch->data + sizeof(PartHeader);
@@ -827,7 +961,7 @@ apply_part(const EntryBatch *batch, StreamRows **streams, int *nstreams, uint32 
 	switch (hdr.kind)
 	{
 		case PART_EVENTS:
-			part_keep(&hdr, body, end - body);
+			part_keep(&hdr, e->index, body - (const char *) e->data, end - body);
 			return NULL;
 		case PART_ABORT:
 		case PART_ABORT_ORIGIN:
@@ -1316,7 +1450,7 @@ apply_entry(const raft_entry *e)
 			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
 		if (batch_is_part(&batch))
 		{
-			const char *failure = apply_part(&batch, &streams, &nstreams, &seq);
+			const char *failure = apply_part(e, &batch, &streams, &nstreams, &seq);
 
 			/* kept parts are not idempotent under re-delivery: record the index */
 			had_ddl = true;
@@ -2641,8 +2775,10 @@ carry_out_compaction(void)
 	 * The compaction entry's own apply committed last, so WAL up to its
 	 * commit record covers every earlier apply.  (Not the insert position:
 	 * at a page boundary it points past the page header, beyond any
-	 * record, and XLogFlush() refuses it.)
+	 * record, and XLogFlush() refuses it.)  Kept parts of large
+	 * transactions that the discarded entries carry are copied out first.
 	 */
+	parts_materialize(upto);
 	XLogFlush(XactLastCommitEnd);
 	rc = raft_snapshot_taken(ws.node, upto);
 	if (rc == RAFT_OK)

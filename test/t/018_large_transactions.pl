@@ -2,12 +2,15 @@
 # Copyright (c) chronicle_raft authors
 #
 # Replicated transactions larger than one Raft entry travel as parts: every
-# node keeps them (chronicle.open_parts) until the final part applies all of
-# them as one batch.  Checks: such transactions through a follower and
-# through the leader land whole on every node (counts, sums, order); a
+# node keeps them (noted in chronicle.open_parts; their events stay in the
+# Raft log, and are copied into the table only if the log is compacted
+# first) until the final part applies all of them as one batch.  Checks:
+# such transactions through a follower and through the leader land whole
+# on every node (counts, sums, order); a
 # session terminated between parts, and a server crashed between parts,
 # leave nothing behind anywhere; a transaction whose stream is dropped
-# while its parts are out fails alike everywhere; a snapshot a follower
+# while its parts are out fails alike everywhere; a log compacted while a
+# session is stopped between parts keeps them; a snapshot a follower
 # needs waits for open parts, and after a minute the leader discards them.
 
 use strict;
@@ -134,6 +137,38 @@ else
 		'the insert fails, saying why');
 }
 
+# ---------------------------------------------- the log is compacted while parts are out
+#
+# A kept part is only noted where its Raft entry holds it; before a node's
+# log forgets that entry, the node copies the part's events into
+# chronicle.open_parts.  A session stopped (SIGSTOP) between parts keeps
+# its transaction open while the log is compacted; resumed, it commits.
+
+$cpid = psql_in_background($f1, 'INSERT INTO side SELECT 6000000 + g, 7, 7 FROM generate_series(1, 3000000) g', $errfile);
+ok(wait_for(sub { sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts') > 0 }), 'a large transaction is under way');
+my $stopped = sql_on($f1, "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO side SELECT 6000000%'");
+kill 'STOP', $stopped;
+my $leader_log_at = -s $leader->logfile;
+is(sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts WHERE data IS NOT NULL'), '0',
+	'kept parts are not copied while the Raft log holds them');
+for my $round (1 .. 8)
+{
+	sql_on($leader, "INSERT INTO big SELECT 20000000 + $round * 100000 + g, 8, 8 FROM generate_series(1, 100000) g");
+}
+ok(wait_for(sub { raft_log_bytes($leader) < 20 * 1024 * 1024 }), 'the logs are compacted past the kept parts');
+ok(wait_for(sub {
+		join(',', map { sql_on($_, 'SELECT count(*) > 0 AND bool_and(data IS NOT NULL) FROM chronicle.open_parts') } @nodes)
+		  eq 't,t,t' }),
+	'every node copied the kept parts out of its log first');
+like(slurp_file($leader->logfile, $leader_log_at), qr/copied \d+ parts of open large transactions out of the Raft log before compacting it/,
+	'and says so in its log');
+kill 'CONT', $stopped;
+waitpid($cpid, 0);
+unlike(slurp_file($errfile), qr/ERROR|FATAL/, 'resumed, the session commits');
+ok(wait_same('side', 3_200_000), 'with all its events, parts from the table and the final from the log, on every node');
+is(sql_on($f2, 'SELECT count(*) || \':\' || sum(v) FROM side WHERE s = 7'), '3000000:21000000', 'each event once');
+ok(wait_for(sub { open_parts() eq '0,0,0' }), 'no part is left');
+
 # ---------------------------------------------- a snapshot meets open parts
 #
 # Kept parts are not in a snapshot file, so the leader writes one only when
@@ -156,14 +191,14 @@ my $loff = -s $leader->logfile;
 $f2->start;
 ok(wait_for(sub { slurp_file($leader->logfile, $loff) =~ /discarding 1 large transactions still open after a minute/ }, 100),
 	'the snapshot the returning follower needs waits, then the leader discards the open transaction');
-ok(wait_same('big', $n + 1_500_000 + 1_600_000 + 800_000), 'the follower catches up by snapshot; every node identical');
+ok(wait_same('big', $n + 1_500_000 + 1_600_000 + 800_000 + 800_000), 'the follower catches up by snapshot; every node identical');
 like(slurp_file($f2->logfile), qr/installed snapshot at index/, 'it did install a snapshot');
 kill 'CONT', $sender;
 waitpid($cpid, 0);
 like(slurp_file($errfile), qr/replicated change not committed: a part of the transaction's events was not committed/,
 	'the stopped session, resumed, fails at its final part');
 ok(wait_for(sub { open_parts() eq '0,0,0' }), 'no part is left');
-ok(wait_same('side', 200_000), 'and none of its events appears anywhere');
+ok(wait_same('side', 3_200_000), 'and none of its events appears anywhere');
 
 $_->stop for @nodes;
 done_testing();
