@@ -175,6 +175,7 @@ typedef struct WorkerState
 	 * log afterwards.
 	 */
 	raft_index	apply_target;
+	raft_index	ddl_committed;	/* last committed entry holding DDL (mark_committed) */
 	SnapshotWriter *writer;		/* a snapshot being written, or NULL */
 	bool		snapshot_wanted;	/* the engine asked for one we lack */
 	raft_index	snapshot_ready; /* index of our complete snapshot file */
@@ -2318,6 +2319,12 @@ log_fail(const char *what)
  * quorum, which is all commit_wait = committed waits for (applying follows
  * in log order).  DDL and membership batches, and the final parts of large
  * transactions, wait for their apply, whose verdict they report.
+ *
+ * So do event batches behind DDL not applied here yet, in an earlier entry
+ * or earlier in this one: that DDL may drop or rename their stream, and
+ * then their apply refuses them on every node, so "committed" would be a
+ * lie.  Behind applied DDL it cannot: the session still holds its lock on
+ * the stream, which a DROP or RENAME applied here would have waited for.
  */
 static void
 mark_committed(const raft_entry *e)
@@ -2328,6 +2335,7 @@ mark_committed(const raft_entry *e)
 	uint32		kind;
 	uint32		count;
 	uint32		b;
+	bool		behind_ddl = ws.ddl_committed > ws.applied;
 
 	if (e->type != RAFT_ENTRY_NORMAL || !take(&p, end, &magic, 4) || magic != ENTRY_MAGIC ||
 		!take(&p, end, &kind, 4) || kind != ENTRY_BATCHES || !take(&p, end, &count, 4))
@@ -2339,10 +2347,16 @@ mark_committed(const raft_entry *e)
 
 		if (!take_batch(&p, end, &batch))
 			return;				/* apply_entry reports the damage */
-		if (batch.origin != (uint64) chronicle_node_id || batch.len < sizeof(first))
+		if (batch.len < sizeof(first))
 			continue;
 		memcpy(&first, batch.data, sizeof(first));
 		if (first == 0xFFFF)
+		{
+			ws.ddl_committed = Max(ws.ddl_committed, e->index);
+			behind_ddl = true;
+			continue;
+		}
+		if (batch.origin != (uint64) chronicle_node_id || behind_ddl)
 			continue;
 		if (batch_is_part(&batch))
 		{

@@ -167,6 +167,26 @@ is($f->safe_psql('postgres', 'SELECT count(*) FROM s2 WHERE ts = 700'), '0',
 	'its events, named for the stream before the rename, are refused alike on every node');
 is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM s2') } @nodes), '502,502,502', 'every node has the same events');
 
+# The same with commit_wait = committed.  The batch is durable on a quorum
+# while the rename ordered before it still waits here for the session's
+# lock, and that rename makes every node refuse it: the session must not be
+# told "committed" (it used to be, and its events were then dropped).
+$inserter = $f->background_psql('postgres', on_error_stop => 0);
+$inserter->query_safe('SET chronicle_raft.commit_wait = committed');
+$inserter->query_safe('BEGIN; INSERT INTO s2 VALUES (701, -701);');
+$leader->safe_psql('postgres', 'ALTER TABLE s2 RENAME TO s2r');
+ok(wait_for(sub { apply_error($f) =~ /waiting for a lock/ }), 'with commit_wait = committed an inserter holds up a rename too');
+$inserter->query('COMMIT');
+$commit_err = $inserter->{stderr};
+$inserter->quit;
+like($commit_err, qr/outcome of the transaction's events is unknown: replicated DDL ordered before these events needs this session's lock/,
+	'its COMMIT is not reported committed: the outcome is unknown, and it says why');
+ok(wait_for(sub { apply_error($f) eq '' && same_everywhere('s2r') }), 'the rename applies everywhere');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM s2r WHERE ts = 701') } @nodes), '0,0,0',
+	'and the events are refused on every node');
+$leader->safe_psql('postgres', 'ALTER TABLE s2r RENAME TO s2');
+ok(wait_for(sub { same_everywhere('s2') }), 'renamed back');
+
 # ---------------------------------------------- a failure every node shares stops nothing
 
 ($rc, $out, $errtxt) = $other->psql('postgres', 'CREATE TABLE s2 (ts bigint NOT NULL, v int8) USING chronicle');
