@@ -349,6 +349,14 @@ take_batch(const char **p, const char *end, EntryBatch *b)
 	return true;
 }
 
+typedef enum PartsScope
+{
+	PARTS_OF_TXN,
+	PARTS_OF_OTHER_RUNS,
+	PARTS_OF_ORIGIN
+} PartsScope;
+
+static void parts_discard(const PartHeader *hdr, PartsScope scope);
 static void peer_add(uint64 id, const char *host, int port);
 static void forwarded_done(uint64 batch_id);
 static void peer_drop(uint64 id);
@@ -478,6 +486,15 @@ apply_membership(const char *cmd, char *errbuf, Size errlen)
 		elog(ERROR, "could not record the membership change");
 	PopActiveSnapshot();
 	SPI_finish();
+	if (strcmp(verb, "remove") == 0)
+	{
+		PartHeader	hdr;
+
+		/* its sessions can never send their final parts */
+		memset(&hdr, 0, sizeof(hdr));
+		hdr.origin = (uint64) id;
+		parts_discard(&hdr, PARTS_OF_ORIGIN);
+	}
 	return true;
 }
 
@@ -916,16 +933,20 @@ parts_materialize(raft_index upto)
 						(unsigned long long) n)));
 }
 
-/* Discard kept parts: of one transaction, or of an origin's other runs. */
+/* Discard kept parts: of one transaction, of an origin's other runs, or all of an origin's. */
 static void
-parts_discard(const PartHeader *hdr, bool other_runs)
+parts_discard(const PartHeader *hdr, PartsScope scope)
 {
 	char		sql[200];
 
-	if (other_runs)
+	if (scope == PARTS_OF_OTHER_RUNS)
 		snprintf(sql, sizeof(sql),
 				 "DELETE FROM chronicle.open_parts WHERE origin = %lld AND boot <> %lld",
 				 (long long) hdr->origin, (long long) hdr->boot);
+	else if (scope == PARTS_OF_ORIGIN)
+		snprintf(sql, sizeof(sql),
+				 "DELETE FROM chronicle.open_parts WHERE origin = %lld",
+				 (long long) hdr->origin);
 	else
 		snprintf(sql, sizeof(sql),
 				 "DELETE FROM chronicle.open_parts WHERE origin = %lld AND txn = %lld",
@@ -962,11 +983,17 @@ apply_part(const raft_entry *e, const EntryBatch *batch, StreamRows **streams, i
 	switch (hdr.kind)
 	{
 		case PART_EVENTS:
-			part_keep(&hdr, e->index, body - (const char *) e->data, end - body);
-			return NULL;
+			{
+				struct Desired *d = desired_find(hdr.origin);
+
+				/* a removed member's parts were discarded with it (apply_membership) */
+				if (d == NULL || !d->removed)
+					part_keep(&hdr, e->index, body - (const char *) e->data, end - body);
+				return NULL;
+			}
 		case PART_ABORT:
 		case PART_ABORT_ORIGIN:
-			parts_discard(&hdr, hdr.kind == PART_ABORT_ORIGIN);
+			parts_discard(&hdr, hdr.kind == PART_ABORT_ORIGIN ? PARTS_OF_OTHER_RUNS : PARTS_OF_TXN);
 			return NULL;
 		case PART_FINAL:
 			break;
@@ -975,7 +1002,7 @@ apply_part(const raft_entry *e, const EntryBatch *batch, StreamRows **streams, i
 	}
 
 	nparts = parts_load(&hdr, &datas, &lens);
-	parts_discard(&hdr, false);
+	parts_discard(&hdr, PARTS_OF_TXN);
 	if (hdr.nparts == 0 || nparts != (int) hdr.nparts - 1)
 		return "a part of the transaction's events was not committed (the leader changed meanwhile)";
 	for (i = 0; i < nparts && missing == NULL; i++)

@@ -11,7 +11,8 @@
 # leave nothing behind anywhere; a transaction whose stream is dropped
 # while its parts are out fails alike everywhere; a log compacted while a
 # session is stopped between parts keeps them; a snapshot a follower
-# needs waits for open parts, and after a minute the leader discards them.
+# needs waits for open parts, and after a minute the leader discards them;
+# removing a member discards its parts.
 
 use strict;
 use warnings;
@@ -43,6 +44,24 @@ sub wait_same
 		my @d = map { digest($_, $stream) } @nodes;
 		return $d[0] eq $d[1] && $d[1] eq $d[2] && $d[0] =~ /^$expect_count:/;
 	}, 120);
+}
+
+# SIGSTOP a session sending parts only while it waits for a part's outcome
+# (wait event "Extension"), never while it holds the insert queue's lock
+# copying a part in: a stopped lock holder would stall this node's worker,
+# which no real session does.
+sub stop_while_waiting
+{
+	my ($node, $pid) = @_;
+	for (1 .. 500)
+	{
+		kill 'STOP', $pid;
+		return 1
+		  if sql_on($node, "SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $pid") eq 'Extension';
+		kill 'CONT', $pid;
+		usleep(20_000);
+	}
+	return 0;
 }
 
 sub open_parts { return join(',', map { sql_on($_, 'SELECT count(*) FROM chronicle.open_parts') } @nodes); }
@@ -147,10 +166,10 @@ else
 $cpid = psql_in_background($f1, 'INSERT INTO side SELECT 6000000 + g, 7, 7 FROM generate_series(1, 3000000) g', $errfile);
 ok(wait_for(sub { sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts') > 0 }), 'a large transaction is under way');
 my $stopped = sql_on($f1, "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO side SELECT 6000000%'");
-kill 'STOP', $stopped;
+ok(stop_while_waiting($f1, $stopped), 'the session is stopped between parts');
 my $leader_log_at = -s $leader->logfile;
-is(sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts WHERE data IS NOT NULL'), '0',
-	'kept parts are not copied while the Raft log holds them');
+is(sql_on($leader, 'SELECT bool_and(entry_index > 0 AND entry_length > 0) FROM chronicle.open_parts'), 't',
+	'every kept part notes the Raft entry that holds its events');
 for my $round (1 .. 8)
 {
 	sql_on($leader, "INSERT INTO big SELECT 20000000 + $round * 100000 + g, 8, 8 FROM generate_series(1, 100000) g");
@@ -179,7 +198,7 @@ $f2->stop;
 $cpid = start_large_insert($f1, 5_000_000);
 ok(wait_for(sub { sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts') > 0 }), 'a large transaction is under way');
 my $sender = sql_on($f1, "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO side SELECT 5000000%'");
-kill 'STOP', $sender;
+ok(stop_while_waiting($f1, $sender), 'the session is stopped between parts');
 my $kept = sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts');
 # while the follower is away: enough small transactions to compact the log
 for my $round (1 .. 8)
@@ -199,6 +218,25 @@ like(slurp_file($errfile), qr/replicated change not committed: a part of the tra
 	'the stopped session, resumed, fails at its final part');
 ok(wait_for(sub { open_parts() eq '0,0,0' }), 'no part is left');
 ok(wait_same('side', 3_200_000), 'and none of its events appears anywhere');
+
+# ---------------------------------------------- a member removed while its parts are out
+#
+# Its sessions can never send their final parts: the removal discards the
+# member's kept parts on every node, at the removal's place in the log.
+
+$cpid = psql_in_background($f1, 'INSERT INTO side SELECT 9000000 + g, 9, 9 FROM generate_series(1, 3000000) g', $errfile);
+ok(wait_for(sub { sql_on($leader, 'SELECT count(*) FROM chronicle.open_parts') > 0 }), 'a member has a large transaction under way');
+my $stuck = sql_on($f1, "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO side SELECT 9000000%'");
+ok(stop_while_waiting($f1, $stuck), 'the session is stopped between parts');
+my $f1_id = sql_on($f1, 'SELECT node_id FROM chronicle.status()');
+sql_on($leader, "SELECT chronicle.remove_node($f1_id)");
+ok(wait_for(sub { join(',', map { sql_on($_, 'SELECT count(*) FROM chronicle.open_parts') } ($leader, $f2)) eq '0,0' }),
+	'removing the member discards its kept parts on the remaining nodes');
+kill 'CONT', $stuck;
+waitpid($cpid, 0);
+like(slurp_file($errfile), qr/ERROR/, 'its session fails');
+is(join(',', map { sql_on($_, 'SELECT count(*) FROM side WHERE s = 9') } ($leader, $f2)), '0,0',
+	'and none of its events appears');
 
 $_->stop for @nodes;
 done_testing();
