@@ -164,9 +164,44 @@ stream_layout_build(TupleDesc desc, const char *relname)
 	}
 	layout->nagg = nagg;
 	layout->aggkinds = palloc0(sizeof(StreamAggKind) * Max(nagg, 1));
-	for (i = 0; i < desc->natts; i++)
-		if (layout->cols[i].aggslot >= 0)
-			layout->aggkinds[layout->cols[i].aggslot] = layout->cols[i].agg;
+	layout->aggtypid = palloc0(sizeof(Oid) * Max(nagg, 1));
+	layout->aggoffset = palloc0(sizeof(int) * Max(nagg, 1));
+	for (i = 1; i < desc->natts; i++)
+	{
+		StreamColumn *col = &layout->cols[i];
+
+		if (col->aggslot < 0)
+			continue;
+		layout->aggkinds[col->aggslot] = col->agg;
+		layout->aggtypid[col->aggslot] = col->typid;
+	}
+	{
+		int			offset = 0;	/* of column i's value in an event without NULLs */
+		bool		fixed = nagg > 0;
+
+		for (i = 1; i < desc->natts && fixed; i++)
+		{
+			StreamColumn *col = &layout->cols[i];
+
+			/* a length-prefixed value moves every later one: no fixed offsets */
+			if (col->aggslot >= 0)
+			{
+				layout->aggoffset[col->aggslot] = offset;
+				fixed = col->typlen > 0;
+			}
+			if (col->typlen > 0)
+				offset += col->typlen;
+			else
+				break;
+		}
+		for (; i < desc->natts && fixed; i++)
+			fixed = layout->cols[i].aggslot < 0;	/* an aggregated value after it */
+		if (!fixed)
+		{
+			pfree(layout->aggoffset);
+			layout->aggoffset = NULL;
+		}
+	}
 	return layout;
 }
 
@@ -603,6 +638,66 @@ numeric_payload_to_double(const char *p, uint16 len)
 											  PointerGetDatum(&tmp.hdr)));
 }
 
+/* Add one non-NULL value of an aggregated column (its encoded bytes at p). */
+static inline void
+column_agg_add_value(ColumnAgg *c, Oid typid, const char *p, uint16 len)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			{
+				int16		v;
+
+				memcpy(&v, p, 2);
+				column_agg_add_int(c, v);
+				break;
+			}
+		case INT4OID:
+			{
+				int32		v;
+
+				memcpy(&v, p, 4);
+				column_agg_add_int(c, v);
+				break;
+			}
+		case INT8OID:
+			{
+				int64		v;
+
+				memcpy(&v, p, 8);
+				column_agg_add_int(c, v);
+				break;
+			}
+		case FLOAT4OID:
+			{
+				float4		v;
+
+				memcpy(&v, p, 4);
+				column_agg_add_float(c, (double) v);
+				break;
+			}
+		case FLOAT8OID:
+			{
+				float8		v;
+
+				memcpy(&v, p, 8);
+				column_agg_add_float(c, v);
+				break;
+			}
+		case NUMERICOID:
+			column_agg_add_float(c, numeric_payload_to_double(p, len));
+			break;
+		default:
+			elog(ERROR, "unexpected aggregated type %u", typid);
+	}
+}
+
+/*
+ * Add one encoded event to a summary.  Every event of every batch passes
+ * here on every node (the leaf deltas of the index entries), so an event
+ * without NULLs in a layout whose aggregated values sit at fixed offsets
+ * (layout->aggoffset) takes a path that visits the aggregated columns only.
+ */
 void
 event_summary_add_row(const StreamLayout *layout, EventSummary *sum, const char *row)
 {
@@ -619,6 +714,13 @@ event_summary_add_row(const StreamLayout *layout, EventSummary *sum, const char 
 	if (layout->nagg == 0)
 		return;
 
+	if (layout->aggoffset != NULL && !(((const uint8 *) row)[sizeof(int64)] & ROW_HAS_NULLS))
+	{
+		for (i = 0; i < layout->nagg; i++)
+			column_agg_add_value(&sum->cols[i], layout->aggtypid[i], p + layout->aggoffset[i], 0);
+		return;
+	}
+
 	for (i = 1; i < layout->natts; i++)
 	{
 		const StreamColumn *col = &layout->cols[i];
@@ -632,58 +734,7 @@ event_summary_add_row(const StreamLayout *layout, EventSummary *sum, const char 
 			p += sizeof(uint16);
 		}
 		if (col->aggslot >= 0)
-		{
-			ColumnAgg  *c = &sum->cols[col->aggslot];
-
-			switch (col->typid)
-			{
-				case INT2OID:
-					{
-						int16		v;
-
-						memcpy(&v, p, 2);
-						column_agg_add_int(c, v);
-						break;
-					}
-				case INT4OID:
-					{
-						int32		v;
-
-						memcpy(&v, p, 4);
-						column_agg_add_int(c, v);
-						break;
-					}
-				case INT8OID:
-					{
-						int64		v;
-
-						memcpy(&v, p, 8);
-						column_agg_add_int(c, v);
-						break;
-					}
-				case FLOAT4OID:
-					{
-						float4		v;
-
-						memcpy(&v, p, 4);
-						column_agg_add_float(c, (double) v);
-						break;
-					}
-				case FLOAT8OID:
-					{
-						float8		v;
-
-						memcpy(&v, p, 8);
-						column_agg_add_float(c, v);
-						break;
-					}
-				case NUMERICOID:
-					column_agg_add_float(c, numeric_payload_to_double(p, len));
-					break;
-				default:
-					elog(ERROR, "unexpected aggregated type %u", col->typid);
-			}
-		}
+			column_agg_add_value(&sum->cols[col->aggslot], col->typid, p, len);
 		p += (col->typlen > 0) ? col->typlen : len;
 	}
 }

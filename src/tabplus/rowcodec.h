@@ -48,6 +48,10 @@ typedef struct StreamLayout
 	int			nullbytes;		/* bytes of the null bitmap when present */
 	int			fixed_bytes;	/* sum of the fixed-width columns' sizes */
 	StreamAggKind *aggkinds;	/* kind of each aggregated column */
+	Oid		   *aggtypid;		/* type of each aggregated column */
+	int		   *aggoffset;		/* where each aggregated value starts in an
+								 * event without NULLs, or NULL when some
+								 * has no fixed place (after a varlena) */
 	StreamColumn cols[FLEXIBLE_ARRAY_MEMBER];
 } StreamLayout;
 
