@@ -739,6 +739,39 @@ event_summary_add_row(const StreamLayout *layout, EventSummary *sum, const char 
 	}
 }
 
+/*
+ * Add one event given its time and, per aggregated column, whether it has a
+ * value and that value as the summary of that one event holds it (imin, or
+ * fmin's bits): the same steps as event_summary_add_row, so that WAL redo
+ * can rebuild a single event's delta without the stream's layout.
+ */
+void
+event_summary_add_values(const StreamLayout *layout, EventSummary *sum, int64 ts,
+						 const bool *present, const int64 *raw)
+{
+	int			i;
+
+	sum->count++;
+	if (ts < sum->min_ts)
+		sum->min_ts = ts;
+	if (ts > sum->max_ts)
+		sum->max_ts = ts;
+	for (i = 0; i < layout->nagg; i++)
+	{
+		if (!present[i])
+			continue;
+		if (layout->aggkinds[i] == STREAM_AGG_INT)
+			column_agg_add_int(&sum->cols[i], raw[i]);
+		else
+		{
+			double		v;
+
+			memcpy(&v, &raw[i], sizeof(v));
+			column_agg_add_float(&sum->cols[i], v);
+		}
+	}
+}
+
 void
 event_summary_merge(const StreamLayout *layout, EventSummary *into, const EventSummary *from)
 {

@@ -104,6 +104,8 @@ row_get_time(const char *row)
 
 extern Size event_summary_size(const StreamLayout *layout);
 extern void event_summary_init(const StreamLayout *layout, EventSummary *sum);
+extern void event_summary_add_values(const StreamLayout *layout, EventSummary *sum,
+									 int64 ts, const bool *present, const int64 *raw);
 extern void event_summary_add_row(const StreamLayout *layout,
 								  EventSummary *sum, const char *row);
 extern void event_summary_merge(const StreamLayout *layout,

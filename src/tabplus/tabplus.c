@@ -623,8 +623,13 @@ insert_step_record(TreeCtx *ctx, const TreePath *path, const char *packed,
 	uint8		nlevels = (uint8) (path->height - 1);
 	uint16		nagg = (uint16) layout->nagg;
 	uint32		n32 = (uint32) nrows;
+	char	   *single = palloc(TABPLUS_SINGLE_DELTA_MAX(layout->nagg) + 1);
+	Size		single_len = 0;
 	int			k;
 
+	/* a single-row commit's step: the event's compact delta instead */
+	if (nrows == 1 && tabplus_single_delta_encode(layout, packed, single, &single_len))
+		flags |= TABPLUS_INSERT_SINGLE_DELTA;
 	if (batch_done)
 		flags |= TABPLUS_INSERT_BATCH_DONE;
 	if (raft_progress)
@@ -648,7 +653,10 @@ insert_step_record(TreeCtx *ctx, const TreePath *path, const char *packed,
 
 		appendBinaryStringInfo(&buf, (char *) &idx, sizeof(idx));
 	}
-	appendBinaryStringInfo(&buf, packed, tabplus_summary_packed_size(layout));
+	if (flags & TABPLUS_INSERT_SINGLE_DELTA)
+		appendBinaryStringInfo(&buf, single, single_len);
+	else
+		appendBinaryStringInfo(&buf, packed, tabplus_summary_packed_size(layout));
 	if (raft_progress)
 	{
 		appendBinaryStringInfo(&buf, (char *) &meta->applying_index, sizeof(uint64));

@@ -223,12 +223,21 @@ typedef struct TabPlusWal
 #define TABPLUS_INSERT_RAFT_PROGRESS	0x02	/* meta: Raft progress follows */
 #define TABPLUS_INSERT_INTENT_PROGRESS	0x04	/* meta: intent progress follows */
 #define TABPLUS_INSERT_COMPLETES_INTENT 0x08	/* the intent id is last */
+#define TABPLUS_INSERT_SINGLE_DELTA		0x10	/* one event's compact delta, not
+												 * the packed summary */
+
+/* at most 9 bytes per aggregated column (tabplus_single_delta_encode) */
+#define TABPLUS_SINGLE_DELTA_MAX(nagg)	((Size) (nagg) * 9)
 
 extern void tabplus_wal_init(TabPlusWal *w, Relation rel);
 extern Page tabplus_wal_register(TabPlusWal *w, Buffer buf, bool isnew);
 extern void tabplus_wal_finish(TabPlusWal *w);
 extern void tabplus_wal_release(TabPlusWal *w);
 extern void tabplus_register_rmgr(void);
+extern bool tabplus_single_delta_encode(const StreamLayout *layout, const char *packed,
+										char *out, Size *outlen);
+extern Size tabplus_single_delta_decode(const StreamLayout *layout, int64 ts,
+										const char *in, Size avail, char *packed);
 
 /*
  * Copy the next n bytes of a WAL record's data into dst and step past them.
