@@ -61,6 +61,25 @@ INSERT INTO dense SELECT i, i FROM generate_series(1, 100000) i;
 SELECT pg_relation_size('dense') / 100000.0 BETWEEN 19 AND 20 AS dense_in_order,
        pg_relation_size('big') / 220000.0 < 40 AS dense_enough_out_of_order;
 DROP TABLE dense;
+-- late batches that fall in a gap between stored events are split around,
+-- so they fill leaves too: ten ranges of 10,000 events, loaded one
+-- transaction each in the order 9 7 5 3 1 (each before all stored events)
+-- then 8 6 4 2 0 (each between two stored ranges)
+CREATE TABLE gaps (ts bigint NOT NULL, v int8) USING chronicle;
+DO $$
+DECLARE r int;
+BEGIN
+  FOREACH r IN ARRAY ARRAY[9, 7, 5, 3, 1, 8, 6, 4, 2, 0] LOOP
+    INSERT INTO gaps SELECT i, i FROM generate_series(r * 10000, r * 10000 + 9999) i;
+    COMMIT;
+  END LOOP;
+END $$;
+SELECT pg_relation_size('gaps') / 100000.0 < 22 AS dense_late_batches,
+       count(*), sum(v), min(ts), max(ts) FROM gaps;
+SELECT count(*) AS order_violations FROM (
+  SELECT ts <> lag(ts) OVER () + 1 AS bad FROM gaps) s WHERE bad;
+SELECT count, sum FROM chronicle.aggregate('gaps', 'v', 25000::bigint, 75000::bigint);
+DROP TABLE gaps;
 -- the file grows ahead of the tree in chunks of at most 1/64 of its size
 -- (one write and an fallocate instead of a zeroed write per block); the
 -- meta page's next_block (bytes 112..115 of the meta, after the 24-byte

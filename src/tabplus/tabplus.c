@@ -20,8 +20,12 @@
  *
  * Appending in time order touches only the right flank: a full rightmost
  * leaf is left full and a new empty leaf is chained after it ("grow right"),
- * so pages are filled densely.  Older events are inserted in place; a full
- * leaf or index page is split in half, and the split propagates upward.
+ * so pages are filled densely.  Older events are inserted in place.  A full
+ * leaf that a long run of the batch enters at one place (a late batch that
+ * falls in a gap between events already stored, as when several clients
+ * load adjacent time ranges at once) is split at that place, and the run
+ * then fills the leaf and new leaves densely; any other full leaf, and a
+ * full index page, is split in half.  Splits propagate upward.
  *
  * Locking: a stream has one heavyweight lock, the page lock on the meta
  * block.  Applying a batch holds it in ExclusiveLock; full scans and
@@ -535,16 +539,59 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 }
 
 /*
- * The leaf on path has no room for an event with time next_ts: grow the
- * right flank (in-order append at the rightmost leaf) or split the leaf.
+ * Where to split the full leaf on path, before inserting rows[0 .. nrows)
+ * (sorted; rows[0] belongs in this leaf).  The events that go into the same
+ * gap of the leaf as rows[0] (after the leaf's events up to its time, before
+ * the next one, or before the leaf's upper bound) form a run.  A run of at
+ * least half a page is split around: the leaf keeps the events before the
+ * gap and the new page gets those after it (either part may be empty), so
+ * the run fills the leaf and then, split again at its end, new leaves, all
+ * of them full.  Splitting in half instead would leave every page the run
+ * passes through half empty.  Shorter runs (random late events) split in
+ * half, which leaves room on both sides.
+ */
+static int
+leaf_split_position(Page leaf, const TreePath *path, const StagedRow *rows, int64 nrows)
+{
+	int			n = tabplus_leaf_nrows(leaf);
+	int			gap = tabplus_leaf_upper_bound(leaf, rows[0].ts, 0);
+	bool		bounded = true;
+	int64		gap_end = 0;
+	Size		half_page = (BLCKSZ - SizeOfPageHeaderData -
+							 MAXALIGN(sizeof(TabPlusPageOpaqueData))) / 2;
+	Size		run = 0;
+	int64		i;
+
+	if (n < 2)
+		return gap;				/* halving a single event makes no room */
+	if (gap < n)
+		gap_end = row_get_time(tabplus_leaf_row(leaf, gap));
+	else if (path->has_hi)
+		gap_end = path->hi;
+	else
+		bounded = false;
+	for (i = 0; i < nrows && run < half_page; i++)
+	{
+		if (bounded && rows[i].ts >= gap_end)
+			break;
+		run += rows[i].len + sizeof(uint16);
+	}
+	return run >= half_page ? gap : n / 2;
+}
+
+/*
+ * The leaf on path has no room for rows[0]: grow the right flank (in-order
+ * append at the rightmost leaf) or split the leaf (leaf_split_position).
  */
 static void
-leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
+leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *rows, int64 nrows)
 {
 	const StreamLayout *layout = ctx->layout;
 	TabPlusPageOpaque opaque = TabPlusPageGetOpaque(leaf);
 	int			n = tabplus_leaf_nrows(leaf);
+	int64		next_ts = rows[0].ts;
 	bool		grow;
+	int			splitpos = 0;
 	Buffer		nbuf;
 	Page		npage;
 	int64		new_low;
@@ -553,17 +600,21 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, int64 next_ts)
 
 	grow = (opaque->next == InvalidBlockNumber && n > 0 &&
 			next_ts >= row_get_time(tabplus_leaf_row(leaf, n - 1)));
-	if (!grow && n < 2)
-		elog(ERROR, "TAB+ leaf with %d events cannot be split", n);
+	if (!grow)
+	{
+		if (n < 1)
+			elog(ERROR, "TAB+ leaf with no events has no room for one");
+		splitpos = leaf_split_position(leaf, path, rows, nrows);
+	}
 
 	nbuf = tree_new_block(ctx);
 	npage = tabplus_wal_register(&ctx->wal, nbuf, true);
 	tabplus_page_init(npage, TABPLUS_PAGE_LEAF, 0);
-	if (grow)
-		new_low = next_ts;
+	if (grow || splitpos == n)
+		new_low = next_ts;		/* the new page starts empty, at the gap */
 	else
 	{
-		tabplus_leaf_split(leaf, npage, n / 2, layout_rowlen, layout);
+		tabplus_leaf_split(leaf, npage, splitpos, layout_rowlen, layout);
 		new_low = row_get_time(tabplus_leaf_row(npage, 0));
 	}
 	TabPlusPageGetOpaque(npage)->next = opaque->next;
@@ -779,7 +830,7 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 				*stream_locked = true;
 				continue;
 			}
-			leaf_make_room(&ctx, &path, leaf, rows[i].ts);
+			leaf_make_room(&ctx, &path, leaf, rows + i, nrows - i);
 			path_release(&path);
 			step_finish(&ctx);
 			continue;

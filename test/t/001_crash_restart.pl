@@ -245,6 +245,21 @@ INSERT INTO r SELECT $T0 + ((j * 104729 + $k * 7919) % 220000) * interval '1 sec
 });
 }
 
+# 6. late transactions of adjacent ranges (3000 events each): each lands in
+#    one gap between stored events (between two ranges, between the first
+#    event and the rest, or before all of them), and the full leaf there is
+#    split at the gap so the run fills leaves densely
+my @late_ranges = (306000, 300000, 303000, -9000, -3000, -6000, -95000);
+for my $k (0 .. $#late_ranges)
+{
+	my $start = $late_ranges[$k];
+	$node->safe_psql(
+		'postgres', qq{
+INSERT INTO r SELECT $T0 + ($start + j) * interval '1 second', 2000 + $k, j * 0.125
+  FROM generate_series(1, 3000) j;
+});
+}
+
 # streams created and loaded in the same transaction: with wal_level =
 # minimal (the test default) their pages skip WAL and are synced at commit,
 # below (WAL-logged at commit) and above wal_skip_threshold (2MB, flushed)
@@ -266,7 +281,8 @@ my $height = $node->safe_psql('postgres',
 	"SELECT tree_height FROM chronicle.streams WHERE stream = 'r'::regclass");
 cmp_ok($height, '>=', 3, "stream r has a tree of height >= 3 (got $height)");
 
-my $expected_r = 120000 + 5 + 2000 + 100000 + 100 * (1 + 4 + 9 + 16 + 25 + 36 + 49 + 64);
+my $expected_r =
+  120000 + 5 + 2000 + 100000 + 100 * (1 + 4 + 9 + 16 + 25 + 36 + 49 + 64) + 3000 * @late_ranges;
 is($node->safe_psql('postgres', 'SELECT count(*) FROM r'), $expected_r, 'r: all events loaded');
 
 # the intervals: unbounded, half-bounded, narrow, empty, on duplicated and
@@ -281,6 +297,8 @@ my @ts_ranges = (
 	[ "$T0 + interval '119990 seconds'", "$T0 + interval '120010 seconds'" ],
 	[ "$T0 + interval '30000 seconds'", "$T0 + interval '30000 seconds'" ],
 	[ "$T0 - interval '2 days'", "$T0" ],
+	[ "$T0 - interval '94000 seconds'", "$T0 - interval '4500 seconds'" ],
+	[ "$T0 + interval '299999.5 seconds'", "$T0 + interval '307000 seconds'" ],
 	[ "$T0 + interval '30 days'", undef ],
 	[ "$T0 + interval '777.25 seconds'", "$T0 + interval '215000.5 seconds'" ],);
 my @int_ranges = (
@@ -422,7 +440,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM r'),
 	$expected_r + 8000, 'inserts after the restart are applied');
 is( $node->safe_psql(
 		'postgres',
-		"SELECT count, sum FROM chronicle.aggregate('r', 'value', $T0 + interval '220000.5 seconds', NULL)"
+		"SELECT count, sum FROM chronicle.aggregate('r', 'value', $T0 + interval '220000.5 seconds', $T0 + interval '225000.5 seconds')"
 	),
 	'5000|3125625',
 	'aggregate over the events appended after the restart');
