@@ -449,8 +449,9 @@ leaf_summary(const StreamLayout *layout, Page page, EventSummary *sum)
 
 /*
  * The node at path->blk[level] was split: its entry in the parent now
- * summarises left_sum, and a new entry (newblk, new_low, right_sum) goes
- * right after it.  Splits the parent when full, recursively; grows a new
+ * summarises left_sum (NULL: the node kept everything, its entry stays, which
+ * is never the case for the root), and a new entry (newblk, new_low,
+ * right_sum) goes right after it.  Splits the parent when full, recursively; grows a new
  * root when the root was split.
  */
 static void
@@ -485,6 +486,8 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 		if (path->height + 1 > TABPLUS_MAX_HEIGHT)
 			elog(ERROR, "TAB+ tree of \"%s\" would exceed %d levels",
 				 RelationGetRelationName(ctx->rel), TABPLUS_MAX_HEIGHT);
+		if (left_sum == NULL)
+			elog(ERROR, "TAB+ root split without the summary of its left part");
 		tabplus_page_init(root, TABPLUS_PAGE_INTERNAL, level + 1);
 		e.child = path->blk[level];
 		e.low_key = PG_INT64_MIN;
@@ -499,10 +502,13 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 
 	parent = tabplus_wal_register(&ctx->wal, path_buffer(ctx, path, level + 1), false);
 	pidx = path->idx[level + 1];
-	e.sum = summary_alloc(layout);
-	tabplus_entry_get(parent, pidx, layout, &e);
-	e.sum = left_sum;
-	tabplus_entry_put(parent, pidx, layout, &e);
+	if (left_sum != NULL)
+	{
+		e.sum = summary_alloc(layout);
+		tabplus_entry_get(parent, pidx, layout, &e);
+		e.sum = left_sum;
+		tabplus_entry_put(parent, pidx, layout, &e);
+	}
 	if (tabplus_entry_insert(parent, pidx + 1, layout, &newe))
 		return;
 
@@ -622,7 +628,15 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *rows, i
 		ctx->meta->rightmost_leaf = BufferGetBlockNumber(nbuf);
 	opaque->next = BufferGetBlockNumber(nbuf);
 
-	leaf_summary(layout, leaf, lsum);
+	/*
+	 * Growing right leaves the full leaf as it was, and its index entry
+	 * already summarises it: recounting it would visit every event a second
+	 * time on every in-order append.
+	 */
+	if (grow && path->height > 1)
+		lsum = NULL;
+	else
+		leaf_summary(layout, leaf, lsum);
 	leaf_summary(layout, npage, rsum);
 	propagate_split(ctx, path, 0, lsum, BufferGetBlockNumber(nbuf), new_low, rsum);
 }
