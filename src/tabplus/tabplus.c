@@ -586,8 +586,87 @@ leaf_split_position(Page leaf, const TreePath *path, const StagedRow *rows, int6
 }
 
 /*
+ * Late events at the end of the tree: the leaf just before the rightmost
+ * one is full and next_ts goes into its newer half.  That is what concurrent
+ * sessions do (one commits an event just older than another's), and a split
+ * there would leave a half-empty leaf behind for good, since the events
+ * after it go to the rightmost leaf.  Instead the leaf's events after
+ * next_ts's place move to the front of the rightmost leaf, when both hang
+ * under the same parent and it has the room: the parent's two entries get
+ * their new summaries and the rightmost leaf a lower low key, nothing else
+ * changes.  False when that does not apply; the caller splits.
+ */
+static bool
+leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *row)
+{
+	const StreamLayout *layout = ctx->layout;
+	BlockNumber next = TabPlusPageGetOpaque(leaf)->next;
+	int			n = tabplus_leaf_nrows(leaf);
+	int			gap;
+	int			pidx = path->idx[1];
+	Size		tail = 0;
+	Size		need;
+	bool		usable;
+	Buffer		rbuf;
+	Page		parent;
+	Page		right;
+	TabPlusEntry e;
+	int			i;
+
+	if (path->height < 2 || next == InvalidBlockNumber || next != ctx->meta->rightmost_leaf ||
+		!BufferIsValid(path->pinned[1]))
+		return false;
+	gap = tabplus_leaf_upper_bound(leaf, row->ts, 0);
+	if (gap < n / 2)
+		return false;
+	for (i = gap; i < n; i++)
+		tail += layout_rowlen(layout, tabplus_leaf_row(leaf, i)) + sizeof(uint16);
+	/* after the move, rows[0] goes into this leaf, or (gap == n) the next */
+	if (gap < n && tabplus_leaf_free(leaf) + tail < row->len + sizeof(uint16))
+		return false;
+	need = tail + (gap == n ? row->len + sizeof(uint16) : 0);
+
+	e.sum = summary_alloc(layout);
+	LockBuffer(path->pinned[1], BUFFER_LOCK_SHARE);
+	parent = BufferGetPage(path->pinned[1]);
+	usable = pidx + 1 < tabplus_internal_nentries(parent, layout);
+	if (usable)
+	{
+		tabplus_entry_get(parent, pidx + 1, layout, &e);
+		usable = (e.child == next);
+	}
+	LockBuffer(path->pinned[1], BUFFER_LOCK_UNLOCK);
+	if (!usable)
+		return false;
+
+	rbuf = ReadBuffer(ctx->rel, next);
+	LockBuffer(rbuf, BUFFER_LOCK_SHARE);
+	usable = tabplus_leaf_free(BufferGetPage(rbuf)) >= need;
+	LockBuffer(rbuf, BUFFER_LOCK_UNLOCK);
+	if (!usable)
+	{
+		ReleaseBuffer(rbuf);
+		return false;
+	}
+
+	parent = tabplus_wal_register(&ctx->wal, path_buffer(ctx, path, 1), false);
+	right = tabplus_wal_register(&ctx->wal, rbuf, false);
+	tabplus_leaf_split(leaf, right, gap, layout_rowlen, layout);
+
+	tabplus_entry_get(parent, pidx, layout, &e);
+	leaf_summary(layout, leaf, e.sum);
+	tabplus_entry_put(parent, pidx, layout, &e);
+	tabplus_entry_get(parent, pidx + 1, layout, &e);
+	leaf_summary(layout, right, e.sum);
+	e.low_key = gap < n ? row_get_time(tabplus_leaf_row(right, 0)) : row->ts;
+	tabplus_entry_put(parent, pidx + 1, layout, &e);
+	return true;
+}
+
+/*
  * The leaf on path has no room for rows[0]: grow the right flank (in-order
- * append at the rightmost leaf) or split the leaf (leaf_split_position).
+ * append at the rightmost leaf), move its tail into the rightmost leaf
+ * (leaf_shift_tail_right), or split the leaf (leaf_split_position).
  */
 static void
 leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *rows, int64 nrows)
@@ -610,6 +689,8 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *rows, i
 	{
 		if (n < 1)
 			elog(ERROR, "TAB+ leaf with no events has no room for one");
+		if (leaf_shift_tail_right(ctx, path, leaf, &rows[0]))
+			return;
 		splitpos = leaf_split_position(leaf, path, rows, nrows);
 	}
 

@@ -141,8 +141,9 @@ tabplus_leaf_insert(Page page, int pos, const char *row, Size len)
 }
 
 /*
- * Move the rows at positions >= splitpos of left into the empty leaf right,
- * and compact left.  The caller links the pages.
+ * Move the rows at positions >= splitpos of left to the front of right (an
+ * empty new leaf for a split, or left's right sibling), and compact left.
+ * The caller links the pages and has checked that right has the room.
  */
 void
 tabplus_leaf_split(Page left, Page right, int splitpos,
@@ -154,7 +155,6 @@ tabplus_leaf_split(Page left, Page right, int splitpos,
 	int			i;
 
 	Assert(splitpos >= 0 && splitpos <= nrows);
-	Assert(tabplus_leaf_nrows(right) == 0);
 
 	memcpy(copy.data, left, BLCKSZ);
 	for (i = splitpos; i < nrows; i++)

@@ -223,6 +223,19 @@ INSERT INTO b SELECT i * 10 - 5, -4611686018427387904 + i * 3, -i * 0.25
   FROM generate_series(1, 30000) i WHERE i % 7 = 0;
 INSERT INTO b SELECT i * 10, NULL, NULL FROM generate_series(1, 30000, 1000) i;
 });
+# then 200 transactions at its end that each overlap the previous one by
+# half (a little late, as from concurrent sessions): full leaves before the
+# rightmost one move their newer events into it instead of splitting
+$node->safe_psql(
+	'postgres', q{
+DO $$
+BEGIN
+  FOR k IN 1 .. 200 LOOP
+    INSERT INTO b SELECT 300000 + (k * 50 + j) * 10, j, j * 0.5 FROM generate_series(0, 99) j;
+    COMMIT;
+  END LOOP;
+END $$;
+});
 
 # 4. bulk in order after the checkpoint
 $node->safe_psql(
