@@ -553,7 +553,11 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
  * gap and the new page gets those after it (either part may be empty), so
  * the run fills the leaf and then, split again at its end, new leaves, all
  * of them full.  Splitting in half instead would leave every page the run
- * passes through half empty.  Shorter runs (random late events) split in
+ * passes through half empty.  A late event in the newer half of the
+ * rightmost leaf (concurrent sessions) splits at its place or, to leave room
+ * for the next late ones, before the leaf's newest eighth: the events after
+ * it keep going to the new rightmost leaf, so halving would leave the left
+ * one half empty for good.  Other short runs (random late events) split in
  * half, which leaves room on both sides.
  */
 static int
@@ -570,6 +574,8 @@ leaf_split_position(Page leaf, const TreePath *path, const StagedRow *rows, int6
 
 	if (n < 2)
 		return gap;				/* halving a single event makes no room */
+	if (TabPlusPageGetOpaque(leaf)->next == InvalidBlockNumber && gap >= n / 2)
+		return Min(gap, n - n / 8);
 	if (gap < n)
 		gap_end = row_get_time(tabplus_leaf_row(leaf, gap));
 	else if (path->has_hi)
@@ -591,8 +597,8 @@ leaf_split_position(Page leaf, const TreePath *path, const StagedRow *rows, int6
  * sessions do (one commits an event just older than another's), and a split
  * there would leave a half-empty leaf behind for good, since the events
  * after it go to the rightmost leaf.  Instead the leaf's events after
- * next_ts's place move to the front of the rightmost leaf, when both hang
- * under the same parent and it has the room: the parent's two entries get
+ * next_ts's place, and at least its newest eighth, move to the front of the
+ * rightmost leaf, when both hang under the same parent and it has the room: the parent's two entries get
  * their new summaries and the rightmost leaf a lower low key, nothing else
  * changes.  False when that does not apply; the caller splits.
  */
@@ -603,6 +609,8 @@ leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *
 	BlockNumber next = TabPlusPageGetOpaque(leaf)->next;
 	int			n = tabplus_leaf_nrows(leaf);
 	int			gap;
+	int			from;
+	bool		row_moves;
 	int			pidx = path->idx[1];
 	Size		tail = 0;
 	Size		need;
@@ -619,12 +627,16 @@ leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *
 	gap = tabplus_leaf_upper_bound(leaf, row->ts, 0);
 	if (gap < n / 2)
 		return false;
-	for (i = gap; i < n; i++)
+
+	/*
+	 * Move at least an eighth of the leaf: more late events will come, and
+	 * each move is a structural step (the stream lock, a WAL record of three
+	 * pages).  Events from before the gap may move too; rows[0] then goes
+	 * into the rightmost leaf as well.
+	 */
+	from = Min(gap, n - n / 8);
+	for (i = from; i < n; i++)
 		tail += layout_rowlen(layout, tabplus_leaf_row(leaf, i)) + sizeof(uint16);
-	/* after the move, rows[0] goes into this leaf, or (gap == n) the next */
-	if (gap < n && tabplus_leaf_free(leaf) + tail < row->len + sizeof(uint16))
-		return false;
-	need = tail + (gap == n ? row->len + sizeof(uint16) : 0);
 
 	e.sum = summary_alloc(layout);
 	LockBuffer(path->pinned[1], BUFFER_LOCK_SHARE);
@@ -641,7 +653,20 @@ leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *
 
 	rbuf = ReadBuffer(ctx->rel, next);
 	LockBuffer(rbuf, BUFFER_LOCK_SHARE);
-	usable = tabplus_leaf_free(BufferGetPage(rbuf)) >= need;
+	for (;;)
+	{
+		/* after the move rows[0] goes into this leaf, or into the next */
+		row_moves = (from < gap || gap == n);
+		need = tail + (row_moves ? row->len + sizeof(uint16) : 0);
+		usable = tabplus_leaf_free(BufferGetPage(rbuf)) >= need &&
+			(row_moves || tabplus_leaf_free(leaf) + tail >= row->len + sizeof(uint16));
+		if (usable || from == gap)
+			break;
+		/* no room for an eighth: move just the events after the gap */
+		for (i = from; i < gap; i++)
+			tail -= layout_rowlen(layout, tabplus_leaf_row(leaf, i)) + sizeof(uint16);
+		from = gap;
+	}
 	LockBuffer(rbuf, BUFFER_LOCK_UNLOCK);
 	if (!usable)
 	{
@@ -651,14 +676,14 @@ leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *
 
 	parent = tabplus_wal_register(&ctx->wal, path_buffer(ctx, path, 1), false);
 	right = tabplus_wal_register(&ctx->wal, rbuf, false);
-	tabplus_leaf_split(leaf, right, gap, layout_rowlen, layout);
+	tabplus_leaf_split(leaf, right, from, layout_rowlen, layout);
 
 	tabplus_entry_get(parent, pidx, layout, &e);
 	leaf_summary(layout, leaf, e.sum);
 	tabplus_entry_put(parent, pidx, layout, &e);
 	tabplus_entry_get(parent, pidx + 1, layout, &e);
 	leaf_summary(layout, right, e.sum);
-	e.low_key = gap < n ? row_get_time(tabplus_leaf_row(right, 0)) : row->ts;
+	e.low_key = from < n ? row_get_time(tabplus_leaf_row(right, 0)) : row->ts;
 	tabplus_entry_put(parent, pidx + 1, layout, &e);
 	return true;
 }

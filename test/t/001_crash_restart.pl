@@ -224,8 +224,9 @@ INSERT INTO b SELECT i * 10 - 5, -4611686018427387904 + i * 3, -i * 0.25
 INSERT INTO b SELECT i * 10, NULL, NULL FROM generate_series(1, 30000, 1000) i;
 });
 # then 200 transactions at its end that each overlap the previous one by
-# half (a little late, as from concurrent sessions): full leaves before the
-# rightmost one move their newer events into it instead of splitting
+# half (a little late, as from concurrent sessions): the rightmost leaf
+# splits before its newest eighth, and a full leaf before it moves its newer
+# events into it instead of splitting
 $node->safe_psql(
 	'postgres', q{
 DO $$
