@@ -449,10 +449,10 @@ leaf_summary(const StreamLayout *layout, Page page, EventSummary *sum)
 
 /*
  * The node at path->blk[level] was split: its entry in the parent now
- * summarises left_sum (NULL: the node kept everything, its entry stays, which
- * is never the case for the root), and a new entry (newblk, new_low,
- * right_sum) goes right after it.  Splits the parent when full, recursively; grows a new
- * root when the root was split.
+ * summarises left_sum (NULL: the node kept everything and its entry stays,
+ * never the case for the root), and a new entry (newblk, new_low,
+ * right_sum) goes right after it.  Splits the parent when full,
+ * recursively; grows a new root when the root was split.
  */
 static void
 propagate_split(TreeCtx *ctx, TreePath *path, int level,
@@ -545,130 +545,136 @@ propagate_split(TreeCtx *ctx, TreePath *path, int level,
 }
 
 /*
+ * Where the newer events of a full leaf at the end of the tree are cut off
+ * for a late event that goes at position gap (in its newer half): at the
+ * event's place, or before the leaf's newest eighth if that comes first, so
+ * the next late events find room without another structural step (each takes
+ * the stream lock and logs several pages; cutting off only the events after
+ * the gap cost 8 single-row clients 9% of their tps).
+ */
+static inline int
+before_newest_eighth(int n, int gap)
+{
+	return Min(gap, n - n / 8);
+}
+
+/*
  * Where to split the full leaf on path, before inserting rows[0 .. nrows)
- * (sorted; rows[0] belongs in this leaf).  The events that go into the same
- * gap of the leaf as rows[0] (after the leaf's events up to its time, before
- * the next one, or before the leaf's upper bound) form a run.  A run of at
- * least half a page is split around: the leaf keeps the events before the
- * gap and the new page gets those after it (either part may be empty), so
- * the run fills the leaf and then, split again at its end, new leaves, all
- * of them full.  Splitting in half instead would leave every page the run
- * passes through half empty.  A late event in the newer half of the
- * rightmost leaf (concurrent sessions) splits at its place or, to leave room
- * for the next late ones, before the leaf's newest eighth: the events after
- * it keep going to the new rightmost leaf, so halving would leave the left
- * one half empty for good.  Other short runs (random late events) split in
- * half, which leaves room on both sides.
+ * (sorted; rows[0] belongs in this leaf, at position gap).  The events that
+ * go into the same gap of the leaf as rows[0] (after the leaf's events up to
+ * its time, before the next one, or before the leaf's upper bound) form a
+ * run.  A run of at least half a page is split around: the leaf keeps the
+ * events before the gap and the new page gets those after it (either part
+ * may be empty), so the run fills the leaf and then, split again at its end,
+ * new leaves, all of them full.  Splitting in half instead would leave every
+ * page the run passes through half empty.  A late event in the newer half of
+ * the rightmost leaf (concurrent sessions) splits at before_newest_eighth():
+ * the events after it keep going to the new rightmost leaf, so halving would
+ * leave the left one half empty for good.  Other short runs (random late
+ * events) split in half, which leaves room on both sides.
  */
 static int
-leaf_split_position(Page leaf, const TreePath *path, const StagedRow *rows, int64 nrows)
+leaf_split_position(Page leaf, const TreePath *path, const StagedRow *rows, int64 nrows,
+					int gap)
 {
 	int			n = tabplus_leaf_nrows(leaf);
-	int			gap = tabplus_leaf_upper_bound(leaf, rows[0].ts, 0);
 	bool		bounded = true;
 	int64		gap_end = 0;
-	Size		half_page = (BLCKSZ - SizeOfPageHeaderData -
-							 MAXALIGN(sizeof(TabPlusPageOpaqueData))) / 2;
 	Size		run = 0;
 	int64		i;
 
 	if (n < 2)
 		return gap;				/* halving a single event makes no room */
 	if (TabPlusPageGetOpaque(leaf)->next == InvalidBlockNumber && gap >= n / 2)
-		return Min(gap, n - n / 8);
+		return before_newest_eighth(n, gap);
 	if (gap < n)
 		gap_end = row_get_time(tabplus_leaf_row(leaf, gap));
 	else if (path->has_hi)
 		gap_end = path->hi;
 	else
 		bounded = false;
-	for (i = 0; i < nrows && run < half_page; i++)
+	for (i = 0; i < nrows && run < TABPLUS_PAGE_SPACE / 2; i++)
 	{
 		if (bounded && rows[i].ts >= gap_end)
 			break;
 		run += rows[i].len + sizeof(uint16);
 	}
-	return run >= half_page ? gap : n / 2;
+	return run >= TABPLUS_PAGE_SPACE / 2 ? gap : n / 2;
+}
+
+/*
+ * Whether moving the events of leaf from position from on to the front of
+ * right leaves room for row: in leaf when row stays there (it goes before
+ * position gap and from == gap), otherwise in right.
+ */
+static bool
+shift_fits(const StreamLayout *layout, Page leaf, Page right, int from, int gap,
+		   const StagedRow *row)
+{
+	int			n = tabplus_leaf_nrows(leaf);
+	Size		tail = 0;
+	Size		rowneed = row->len + sizeof(uint16);
+	int			i;
+
+	for (i = from; i < n; i++)
+		tail += layout_rowlen(layout, tabplus_leaf_row(leaf, i)) + sizeof(uint16);
+	if (from == gap && gap < n)
+		return tabplus_leaf_free(right) >= tail &&
+			tabplus_leaf_free(leaf) + tail >= rowneed;
+	return tabplus_leaf_free(right) >= tail + rowneed;
 }
 
 /*
  * Late events at the end of the tree: the leaf just before the rightmost
- * one is full and next_ts goes into its newer half.  That is what concurrent
- * sessions do (one commits an event just older than another's), and a split
- * there would leave a half-empty leaf behind for good, since the events
- * after it go to the rightmost leaf.  Instead the leaf's events after
- * next_ts's place, and at least its newest eighth, move to the front of the
- * rightmost leaf, when both hang under the same parent and it has the room: the parent's two entries get
- * their new summaries and the rightmost leaf a lower low key, nothing else
- * changes.  False when that does not apply; the caller splits.
+ * one is full and row goes at position gap, in its newer half.  That is what
+ * concurrent sessions do (one commits an event just older than another's),
+ * and a split there would leave a half-empty leaf behind for good, since the
+ * events after it go to the rightmost leaf.  Instead the leaf's newer events
+ * (before_newest_eighth(), or only those after the gap when the rightmost
+ * leaf has no room for more) move to the front of the rightmost leaf, when
+ * both hang under the same parent: the parent's two entries get their new
+ * summaries and the rightmost leaf a lower low key, nothing else changes.
+ * False when that does not apply; the caller splits.
  */
 static bool
-leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *row)
+leaf_shift_tail_right(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *row, int gap)
 {
 	const StreamLayout *layout = ctx->layout;
 	BlockNumber next = TabPlusPageGetOpaque(leaf)->next;
 	int			n = tabplus_leaf_nrows(leaf);
-	int			gap;
-	int			from;
-	bool		row_moves;
+	int			from = before_newest_eighth(n, gap);
 	int			pidx = path->idx[1];
-	Size		tail = 0;
-	Size		need;
-	bool		usable;
+	bool		same_parent;
 	Buffer		rbuf;
 	Page		parent;
 	Page		right;
 	TabPlusEntry e;
-	int			i;
 
 	if (path->height < 2 || next == InvalidBlockNumber || next != ctx->meta->rightmost_leaf ||
-		!BufferIsValid(path->pinned[1]))
+		!BufferIsValid(path->pinned[1]) || gap < n / 2)
 		return false;
-	gap = tabplus_leaf_upper_bound(leaf, row->ts, 0);
-	if (gap < n / 2)
-		return false;
-
-	/*
-	 * Move at least an eighth of the leaf: more late events will come, and
-	 * each move is a structural step (the stream lock, a WAL record of three
-	 * pages).  Events from before the gap may move too; rows[0] then goes
-	 * into the rightmost leaf as well.
-	 */
-	from = Min(gap, n - n / 8);
-	for (i = from; i < n; i++)
-		tail += layout_rowlen(layout, tabplus_leaf_row(leaf, i)) + sizeof(uint16);
 
 	e.sum = summary_alloc(layout);
 	LockBuffer(path->pinned[1], BUFFER_LOCK_SHARE);
 	parent = BufferGetPage(path->pinned[1]);
-	usable = pidx + 1 < tabplus_internal_nentries(parent, layout);
-	if (usable)
+	same_parent = pidx + 1 < tabplus_internal_nentries(parent, layout);
+	if (same_parent)
 	{
 		tabplus_entry_get(parent, pidx + 1, layout, &e);
-		usable = (e.child == next);
+		same_parent = (e.child == next);
 	}
 	LockBuffer(path->pinned[1], BUFFER_LOCK_UNLOCK);
-	if (!usable)
+	if (!same_parent)
 		return false;
 
 	rbuf = ReadBuffer(ctx->rel, next);
 	LockBuffer(rbuf, BUFFER_LOCK_SHARE);
-	for (;;)
-	{
-		/* after the move rows[0] goes into this leaf, or into the next */
-		row_moves = (from < gap || gap == n);
-		need = tail + (row_moves ? row->len + sizeof(uint16) : 0);
-		usable = tabplus_leaf_free(BufferGetPage(rbuf)) >= need &&
-			(row_moves || tabplus_leaf_free(leaf) + tail >= row->len + sizeof(uint16));
-		if (usable || from == gap)
-			break;
-		/* no room for an eighth: move just the events after the gap */
-		for (i = from; i < gap; i++)
-			tail -= layout_rowlen(layout, tabplus_leaf_row(leaf, i)) + sizeof(uint16);
+	if (!shift_fits(layout, leaf, BufferGetPage(rbuf), from, gap, row))
 		from = gap;
-	}
+	if (from == gap && !shift_fits(layout, leaf, BufferGetPage(rbuf), from, gap, row))
+		from = -1;
 	LockBuffer(rbuf, BUFFER_LOCK_UNLOCK);
-	if (!usable)
+	if (from < 0)
 	{
 		ReleaseBuffer(rbuf);
 		return false;
@@ -712,11 +718,13 @@ leaf_make_room(TreeCtx *ctx, TreePath *path, Page leaf, const StagedRow *rows, i
 			next_ts >= row_get_time(tabplus_leaf_row(leaf, n - 1)));
 	if (!grow)
 	{
+		int			gap = tabplus_leaf_upper_bound(leaf, next_ts, 0);
+
 		if (n < 1)
 			elog(ERROR, "TAB+ leaf with no events has no room for one");
-		if (leaf_shift_tail_right(ctx, path, leaf, &rows[0]))
+		if (leaf_shift_tail_right(ctx, path, leaf, &rows[0], gap))
 			return;
-		splitpos = leaf_split_position(leaf, path, rows, nrows);
+		splitpos = leaf_split_position(leaf, path, rows, nrows, gap);
 	}
 
 	nbuf = tree_new_block(ctx);

@@ -41,6 +41,10 @@ typedef struct TabPlusPageOpaqueData
 
 typedef TabPlusPageOpaqueData *TabPlusPageOpaque;
 
+/* bytes of a page between its header and its special space */
+#define TABPLUS_PAGE_SPACE \
+	(BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(TabPlusPageOpaqueData)))
+
 #define TabPlusPageGetOpaque(page) \
 	((TabPlusPageOpaque) PageGetSpecialPointer(page))
 

@@ -188,7 +188,7 @@ tabplus_internal_nentries(Page page, const StreamLayout *layout)
 int
 tabplus_internal_capacity(const StreamLayout *layout)
 {
-	return (BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(TabPlusPageOpaqueData))) /
+	return TABPLUS_PAGE_SPACE /
 		TABPLUS_ENTRY_SIZE(layout->nagg);
 }
 
