@@ -64,6 +64,34 @@ SELECT * FROM chronicle.time_range('m');
 SELECT * FROM chronicle.time_range('k');
 SELECT stream, events, first_event, last_event, out_of_order_events, batches FROM chronicle.streams ORDER BY stream::text;
 
+-- only fixed-width columns before the text one: the apply folds each run of
+-- NULL-free events column by column, and a run with NULLs event by event.
+-- The index entries (a whole-range aggregate reads only the root's) must
+-- agree with plain SQL over the same events: extremes, infinities, NaN,
+-- negatives, and NULLs clustered in a few leaves.
+CREATE TABLE fx (ts bigint NOT NULL, a int2, b int4, c int8, d float4, e float8, note text) USING chronicle;
+INSERT INTO fx SELECT g,
+       CASE WHEN g BETWEEN 4000 AND 4100 THEN NULL WHEN g = 10 THEN -32768 WHEN g = 11 THEN 32767 ELSE (g * 37) % 30000 - 15000 END,
+       CASE WHEN g = 12 THEN -2147483648 WHEN g = 13 THEN 2147483647 ELSE ((g::int8 * 1000003) % 2000000000 - 1000000000)::int4 END,
+       CASE WHEN g BETWEEN 9000 AND 9005 THEN NULL ELSE g::int8 * -123456789012 END,
+       CASE WHEN g = 500 THEN 'Infinity' WHEN g = 501 THEN '-Infinity' ELSE (g % 1000) * 0.5 - 200 END,
+       CASE WHEN g = 777 THEN 'NaN' WHEN g BETWEEN 4050 AND 4060 THEN NULL ELSE g * 0.25 - 1000 END,
+       'n' || g
+  FROM generate_series(1, 20000) g;
+SELECT agg.count = sql.count AND agg.sum = sql.sum AND agg.min = sql.min AND agg.max = sql.max AS agrees, col
+  FROM (SELECT 'a' AS col, count(a) AS count, sum(a)::numeric AS sum, min(a)::numeric AS min, max(a)::numeric AS max FROM fx
+        UNION ALL SELECT 'b', count(b), sum(b), min(b), max(b) FROM fx
+        UNION ALL SELECT 'c', count(c), sum(c), min(c), max(c) FROM fx) sql
+  CROSS JOIN LATERAL chronicle.aggregate('fx', sql.col, NULL::bigint, NULL) agg
+ ORDER BY col;
+SELECT agg.count = sql.count AND agg.sum::float8 = sql.sum AND agg.min::float8 = sql.min AND agg.max::float8 = sql.max AS agrees,
+       col, agg.min, agg.max
+  FROM (SELECT 'd' AS col, count(d) AS count, sum(d::float8) AS sum, min(d::float8) AS min, max(d::float8) AS max FROM fx
+        UNION ALL SELECT 'e', count(e), sum(e), min(e), max(e) FROM fx) sql
+  CROSS JOIN LATERAL chronicle.aggregate('fx', sql.col, NULL::bigint, NULL) agg
+ ORDER BY col;
+SELECT count, sum FROM chronicle.aggregate('fx', 'e', 1::bigint, 777);
+
 -- errors
 SELECT * FROM chronicle.aggregate('m', 'nope', NULL::timestamptz, NULL);
 SELECT * FROM chronicle.aggregate('m', 'label', NULL::timestamptz, NULL);

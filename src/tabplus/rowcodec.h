@@ -70,6 +70,15 @@ typedef struct ColumnAgg
 	double		fmax;
 } ColumnAgg;
 
+/* An encoded event on its way into a tree: staged, or from a Raft entry. */
+typedef struct StagedRow
+{
+	int64		ts;
+	const char *data;
+	uint32		len;
+	uint32		seq;			/* arrival order, the tie-break */
+} StagedRow;
+
 /* Aggregate of a set of events: event count, time range, numeric columns. */
 typedef struct EventSummary
 {
@@ -104,6 +113,8 @@ row_get_time(const char *row)
 
 extern Size event_summary_size(const StreamLayout *layout);
 extern void event_summary_init(const StreamLayout *layout, EventSummary *sum);
+extern void event_summary_add_rows(const StreamLayout *layout, EventSummary *sum,
+								   const StagedRow *rows, int64 nrows);
 extern void event_summary_add_values(const StreamLayout *layout, EventSummary *sum,
 									 int64 ts, const bool *present, const int64 *raw);
 extern void event_summary_add_row(const StreamLayout *layout,

@@ -440,11 +440,17 @@ static void
 leaf_summary(const StreamLayout *layout, Page page, EventSummary *sum)
 {
 	int			n = tabplus_leaf_nrows(page);
+	StagedRow  *rows = palloc(sizeof(StagedRow) * Max(n, 1));
 	int			i;
 
-	event_summary_init(layout, sum);
 	for (i = 0; i < n; i++)
-		event_summary_add_row(layout, sum, tabplus_leaf_row(page, i));
+	{
+		rows[i].data = tabplus_leaf_row(page, i);
+		rows[i].ts = row_get_time(rows[i].data);
+	}
+	event_summary_init(layout, sum);
+	event_summary_add_rows(layout, sum, rows, n);
+	pfree(rows);
 }
 
 /*
@@ -979,10 +985,10 @@ tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 			if (!tabplus_leaf_insert(leaf, pos, r->data, r->len))
 				elog(ERROR, "TAB+ leaf insert failed");
 			pos++;
-			event_summary_add_row(layout, delta, r->data);
 			tabplus_meta_add_event(meta, r->ts);
 			i++;
 		}
+		event_summary_add_rows(layout, delta, rows + first, i - first);
 
 		/*
 		 * The path gets the delta as the WAL record carries it (packed), so

@@ -166,14 +166,6 @@ extern bool tabplus_delta_apply(char *page, const char *delta, Size len);
 /* ---- the tree (tabplus.c; needs the buffer manager) ---- */
 
 /* One event to apply: its time key and its encoded bytes. */
-typedef struct StagedRow
-{
-	int64		ts;
-	const char *data;
-	uint32		len;
-	uint32		seq;			/* arrival order, the tie-break */
-} StagedRow;
-
 extern void tabplus_sort_batch(StagedRow *rows, int64 nrows);
 extern void tabplus_apply_batch(Relation rel, const StreamLayout *layout,
 								StagedRow *rows, int64 nrows, uint64 log_index,
