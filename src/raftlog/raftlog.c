@@ -877,6 +877,27 @@ wbuf_put(raftlog *log, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
+	/*
+	 * An entry at least the buffer's size (a COPY batch) is written from
+	 * where it is: copying it through the buffer first cost a memcpy of
+	 * every replicated byte on every node.
+	 */
+	if (len >= log->opts.write_buffer_size)
+	{
+		char		name[64];
+		int			rc = wbuf_flush(log);
+
+		if (rc != RAFTLOG_OK)
+			return rc;
+		if (write_full(log->active_fd, p, len, log->wbuf_off) != 0)
+		{
+			seg_name(name, sizeof(name), last_seg(log)->first, false);
+			return err_sys_broken(log, "write", name);
+		}
+		log->wbuf_off += len;
+		return RAFTLOG_OK;
+	}
+
 	while (len > 0)
 	{
 		size_t		room = log->opts.write_buffer_size - log->wlen;
