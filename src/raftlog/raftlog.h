@@ -160,6 +160,13 @@ extern int	raftlog_append(raftlog *log, const raft_entry *entries, size_t n);
 extern int	raftlog_sync(raftlog *log);
 
 /*
+ * Write the appended entries and start their writeback without waiting;
+ * raftlog_sync() still makes them durable.  Lets the caller do other work
+ * (send them to followers) while the disk writes.
+ */
+extern int	raftlog_start_sync(raftlog *log);
+
+/*
  * Durably remove the entries at index and after (a no-op if index is past
  * the end).  Refuses to remove an entry at or below the snapshot index or
  * the stored commit index.

@@ -1652,17 +1652,22 @@ send_messages(const raft_message *msgs, size_t n)
 }
 
 /* Write what the connections have queued, as far as the sockets take it. */
+/* Write out what is queued for up to max_peers peers, in peer order. */
 static void
-flush_outputs(void)
+flush_outputs(int max_peers)
 {
 	int			i;
+	int			flushed = 0;
 
-	for (i = 0; i < ws.npeers; i++)
+	for (i = 0; i < ws.npeers && flushed < max_peers; i++)
 	{
 		peer_conn  *c = ws.peers[i].conn;
 
 		if (c != NULL && conn_get_state(c) == CONN_ESTABLISHED && conn_wants_write(c))
+		{
 			conn_on_writable(c);
+			flushed++;
+		}
 	}
 }
 
@@ -2664,9 +2669,16 @@ process_ready(void)
 		}
 		if (rd.snapshot != NULL)
 			install_received_snapshot(rd.snapshot);
-		/* out before our own fsync, so followers write in parallel */
+		/*
+		 * Out before our own fsync, so followers write in parallel.  Over
+		 * TCP a large entry costs its sender milliseconds per follower (the
+		 * kernel copies it), so only the followers a quorum needs (with
+		 * this node) get theirs first; then this node writes its copy and
+		 * starts the writeback, which proceeds while the others are sent,
+		 * and waits for it last.
+		 */
 		send_messages(rd.messages, rd.num_messages);
-		flush_outputs();
+		flush_outputs((ws.npeers + 1) / 2);
 		if (rd.num_entries > 0)
 		{
 			if (rd.entries[0].index <= raftlog_last_index(ws.log) &&
@@ -2676,7 +2688,10 @@ process_ready(void)
 				log_fail("append");
 			for (i = 0; i < rd.num_entries; i++)
 				ws.log_bytes += rd.entries[i].len + 32;
+			if (rd.must_persist && raftlog_start_sync(ws.log) != RAFTLOG_OK)
+				log_fail("write");
 		}
+		flush_outputs(ws.npeers);
 		if (rd.must_persist && raftlog_sync(ws.log) != RAFTLOG_OK)
 			log_fail("fsync");
 		if (rd.hard_state_changed)
@@ -2703,7 +2718,7 @@ process_ready(void)
 			}
 		}
 		send_messages(rd.persist_messages, rd.num_persist_messages);
-		flush_outputs();
+		flush_outputs(ws.npeers);
 
 		for (i = 0; i < rd.num_committed; i++)
 			mark_committed(&rd.committed[i]);

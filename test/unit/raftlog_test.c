@@ -504,6 +504,15 @@ test_roundtrip(void)
 	for (i = 1; i <= 2000; i += 100)
 	{
 		CHECK_OK(model_append(log, i, i + 99, 1 + i / 500, 7));
+		if (i % 200 == 1)
+		{
+			/* a started writeback is not durable yet: synced stays put */
+			raft_index	before = raftlog_synced_index(log);
+
+			CHECK_OK(raftlog_start_sync(log));
+			CHECK(raftlog_synced_index(log) == before && before < i + 99,
+				  "start_sync moved synced to %" PRIu64, raftlog_synced_index(log));
+		}
 		CHECK_OK(raftlog_sync(log));
 		CHECK(raftlog_synced_index(log) == i + 99, "synced %" PRIu64,
 			  raftlog_synced_index(log));
@@ -1657,6 +1666,16 @@ crash_child(uint64_t seed, int fd)
 				_exit(22);
 			term++;
 			continue;
+		}
+		/* the worker starts the writeback, sends, then syncs: both orders */
+		if (rnd_below(2) == 0)
+		{
+			raft_index	before = raftlog_synced_index(log);
+
+			if (raftlog_start_sync(log) != RAFTLOG_OK)
+				_exit(27);
+			if (raftlog_synced_index(log) != before)
+				_exit(28);		/* started is not durable */
 		}
 		if (raftlog_sync(log) != RAFTLOG_OK)
 			_exit(23);
