@@ -2279,7 +2279,9 @@ propose_queued(void)
 		nfwd++;
 	}
 
+	/* sized once: doubling up to a COPY batch's size would copy it again and again */
 	initStringInfo(&buf);
+	enlargeStringInfo(&buf, 12 + taken + 24 * n);
 	count = (uint32) (n + nfwd);
 	appendBinaryStringInfo(&buf, (char *) &magic, 4);
 	appendBinaryStringInfo(&buf, (char *) &kind, 4);
