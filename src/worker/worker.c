@@ -96,6 +96,7 @@
 #define LOCK_RETRY_MS	200			/* ... or this, when it waits for a lock */
 #define SNAPSHOT_CHUNK_BYTES (4 * 1024 * 1024)
 #define ENTRY_MAX_BYTES		((Size) 40 * 1024 * 1024)	/* below the 64 MB frame */
+#define OVERLAP_SEND_BYTES	((Size) 256 * 1024)	/* see process_ready */
 #define WORKER_MMAP_THRESHOLD	(32 * 1024 * 1024)	/* glibc's largest */
 #define WORKER_TRIM_THRESHOLD	(128 * 1024 * 1024)
 
@@ -2660,6 +2661,8 @@ process_ready(void)
 		raft_term	pterm;
 		raft_index	pindex;
 		bool		must_persist;
+		Size		entry_bytes;
+		bool		overlap;
 
 		raft_ready_get(ws.node, &rd);
 		for (i = 0; i < rd.num_snapshot_chunks; i++)
@@ -2674,13 +2677,18 @@ process_ready(void)
 		/*
 		 * Out before our own fsync, so followers write in parallel.  Over
 		 * TCP a large entry costs its sender milliseconds per follower (the
-		 * kernel copies it), so only the followers a quorum needs (with
-		 * this node) get theirs first; then this node writes its copy and
+		 * kernel copies it), so then only the followers a quorum needs
+		 * (with this node) get theirs first; this node writes its copy and
 		 * starts the writeback, which proceeds while the others are sent,
-		 * and waits for it last.
+		 * and waits for it last.  Small entries go to every follower at
+		 * once: the first of them to answer commits.
 		 */
+		entry_bytes = 0;
+		for (i = 0; i < rd.num_entries; i++)
+			entry_bytes += rd.entries[i].len;
+		overlap = entry_bytes >= OVERLAP_SEND_BYTES;
 		send_messages(rd.messages, rd.num_messages);
-		flush_outputs((ws.npeers + 1) / 2);
+		flush_outputs(overlap ? (ws.npeers + 1) / 2 : ws.npeers);
 		if (rd.num_entries > 0)
 		{
 			if (rd.entries[0].index <= raftlog_last_index(ws.log) &&
@@ -2690,10 +2698,11 @@ process_ready(void)
 				log_fail("append");
 			for (i = 0; i < rd.num_entries; i++)
 				ws.log_bytes += rd.entries[i].len + 32;
-			if (rd.must_persist && raftlog_start_sync(ws.log) != RAFTLOG_OK)
+			if (overlap && rd.must_persist && raftlog_start_sync(ws.log) != RAFTLOG_OK)
 				log_fail("write");
 		}
-		flush_outputs(ws.npeers);
+		if (overlap)
+			flush_outputs(ws.npeers);
 		if (rd.must_persist && raftlog_sync(ws.log) != RAFTLOG_OK)
 			log_fail("fsync");
 		if (rd.hard_state_changed)
