@@ -31,6 +31,8 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
+
 #include "access/relation.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -49,6 +51,17 @@
 #include "tabplus/tabplus.h"
 #include "utils/lsyscache.h"
 #include "worker/cluster.h"
+
+/*
+ * A session that inserts into streams allocates and frees batch-sized
+ * memory in every transaction (chunks, the replicated batch).  With glibc's
+ * defaults that memory comes from fresh mmaps or a heap top trimmed at every
+ * transaction end, and the kernel zero-fills every page again: about a
+ * twentieth of a COPY session's CPU.  Such a session keeps it in its heap
+ * (see docs/operations.md, "Memory").
+ */
+#define STAGING_MMAP_THRESHOLD	(32 * 1024 * 1024)	/* glibc's largest */
+#define STAGING_TRIM_THRESHOLD	(64 * 1024 * 1024)
 
 /* encoded events live in chunks growing from 8 kB to 1 MB */
 #define STAGE_CHUNK_MIN (8 * 1024)
@@ -229,6 +242,8 @@ staging_add_slot(Relation rel, TupleTableSlot *slot)
 		initStringInfo(&encode_buf);
 		encode_buf_ready = true;
 		MemoryContextSwitchTo(oldcxt);
+		mallopt(M_MMAP_THRESHOLD, STAGING_MMAP_THRESHOLD);
+		mallopt(M_TRIM_THRESHOLD, STAGING_TRIM_THRESHOLD);
 	}
 	resetStringInfo(&encode_buf);
 	slot_getallattrs(slot);
