@@ -43,7 +43,12 @@
  *	   only after that does it report the entries durable.  Starting a new
  *	   segment (when the current one is full) first writes and fsyncs the
  *	   old one, then creates the new one by rule 1, so at most one fsync of
- *	   data plus a file creation is added per segment_size bytes.
+ *	   data plus a file creation is added per segment_size bytes.  With
+ *	   opts.preallocate a new segment is created at segment_size (zeros
+ *	   after the header), so that appends change neither the size nor the
+ *	   block map and fdatasync writes data only; sealing cuts the old
+ *	   segment to its last record before its fsync, so only the last
+ *	   segment ever has such a zero tail.
  *	3. The hard state is updated in place, alternating between the two
  *	   copies and fsync'ing after each write: a torn write damages only the
  *	   copy being written, and the other one still holds the previous state.
@@ -68,16 +73,17 @@
  *	   pages, so nothing is retried and nothing more is acknowledged.
  *
  * Recovery (raftlog_open) first reads everything and decides, and only then
- * repairs, so that an error leaves the files as they were for inspection.
- * A short record, a length beyond the file or RAFTLOG_MAX_ENTRY_SIZE, or a
- * CRC mismatch in the last segment ends the log there: that is what a torn
- * write looks like.  Records after the damaged one are dropped even if they
- * look valid: writeback of an unsynced tail may reach the disk out of order,
- * so a later valid record proves nothing, and nothing after a hole may be
- * applied.  The same damage in an earlier segment, a record that passes its
- * CRC but has the wrong index or a decreasing term, a bad header, or a log
- * that ends before the stored commit index is an error: the node must not
- * start on it.
+ * repairs, so that an error leaves the files as they were for inspection.  A
+ * short record, a length beyond the file or RAFTLOG_MAX_ENTRY_SIZE, or a CRC
+ * mismatch in the last segment ends the log there: that is what a torn write
+ * looks like, unless everything from there on is zero, which is the unused
+ * preallocated space (kept, not reported; zeros never pass a CRC).  Records
+ * after the damaged one are dropped even if they look valid: writeback of an
+ * unsynced tail may reach the disk out of order, so a later valid record
+ * proves nothing, and nothing after a hole may be applied.  The same damage
+ * in an earlier segment, a record that passes its CRC but has the wrong
+ * index or a decreasing term, a bad header, or a log that ends before the
+ * stored commit index is an error: the node must not start on it.
  *
  * src/raftlog/raftlog.c
  *
@@ -944,6 +950,50 @@ active_sync(raftlog *log)
 }
 
 /*
+ * Preallocation (opts.preallocate): give the segment open on fd its full
+ * size from offset from on.  The space reads as zeros until written.  It
+ * is only an optimisation: when the file system refuses, the segment grows
+ * with its appends as without the option.
+ */
+static int
+seg_preallocate(raftlog *log, int fd, uint64_t from, const char *name)
+{
+	if (!log->opts.preallocate || from >= log->opts.segment_size)
+		return RAFTLOG_OK;
+	if (posix_fallocate(fd, (off_t) from, (off_t) (log->opts.segment_size - from)) != 0 &&
+		ftruncate(fd, (off_t) from) != 0)
+		return err_sys_broken(log, "truncate", name);
+	return RAFTLOG_OK;
+}
+
+/*
+ * Is [from, to) of the file all zeros: the unused, preallocated rest of a
+ * segment rather than a torn record?  -1 on a read error.
+ */
+static int
+range_is_zero(int fd, uint64_t from, uint64_t to)
+{
+	uint8_t		buf[65536];
+
+	while (from < to)
+	{
+		size_t		want = to - from < sizeof(buf) ? (size_t) (to - from) : sizeof(buf);
+		ssize_t		got = read_full(fd, buf, want, from);
+		size_t		k;
+
+		if (got < 0)
+			return -1;
+		if (got == 0)
+			break;				/* the file shrank under us: nothing there */
+		for (k = 0; k < (size_t) got; k++)
+			if (buf[k] != 0)
+				return 0;
+		from += (uint64_t) got;
+	}
+	return 1;
+}
+
+/*
  * Start a new segment at first (rule 1), after sealing the current one
  * (rule 2).  It becomes the active segment.
  */
@@ -962,9 +1012,23 @@ seg_start(raftlog *log, raft_index first, raft_term prev_term)
 		return rc;
 	if (log->active_fd >= 0)
 	{
+		struct stat st;
+
 		rc = active_sync(log);
 		if (rc != RAFTLOG_OK)
 			return rc;
+
+		/*
+		 * A sealed segment ends at its last record: only the last segment
+		 * may have a (preallocated) tail, recovery rejects one elsewhere.
+		 */
+		seg_name(name, sizeof(name), last_seg(log)->first, false);
+		if (fstat(log->active_fd, &st) != 0)
+			return err_sys_broken(log, "stat", name);
+		if ((uint64_t) st.st_size > last_seg(log)->size &&
+			(ftruncate(log->active_fd, (off_t) last_seg(log)->size) != 0 ||
+			 sync_data(log->active_fd) != 0))
+			return err_sys_broken(log, "truncate", name);
 		close_fd(&log->active_fd);
 	}
 
@@ -974,13 +1038,27 @@ seg_start(raftlog *log, raft_index first, raft_term prev_term)
 	fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_sys_broken(log, "create", tmp);
-	if (write_full(fd, h, sizeof(h), 0) != 0 || sync_data(fd) != 0)
+	if (write_full(fd, h, sizeof(h), 0) != 0)
 	{
 		int			save = errno;
 
 		close(fd);
 		errno = save;
 		return err_sys_broken(log, "write", tmp);
+	}
+	rc = seg_preallocate(log, fd, RL_SEG_HEADER_SIZE, tmp);
+	if (rc != RAFTLOG_OK)
+	{
+		close(fd);
+		return rc;
+	}
+	if (sync_data(fd) != 0)
+	{
+		int			save = errno;
+
+		close(fd);
+		errno = save;
+		return err_sys_broken(log, "fsync", tmp);
 	}
 	if (renameat(log->dirfd, tmp, log->dirfd, name) != 0)
 	{
@@ -1338,6 +1416,7 @@ do_open(raftlog *log, raftlog_recovery *rec)
 	raft_term	term_at_snap = 0;
 	uint64_t	torn_at = 0;
 	uint64_t	last_file_size = 0;
+	bool		zero_tail = false;	/* preallocated, not torn */
 	bool		discard_all = false;
 	raft_index	log_last;
 
@@ -1462,6 +1541,19 @@ do_open(raftlog *log, raftlog_recovery *rec)
 			goto out;
 		rc = seg_validate(log, i, fd, size, is_last, &running_term,
 						  &term_at_snap, &torn_at);
+		if (rc == RAFTLOG_OK && is_last && torn_at < size)
+		{
+			int			zero = range_is_zero(fd, torn_at, size);
+
+			if (zero < 0)
+			{
+				char		name[64];
+
+				seg_name(name, sizeof(name), s->first, false);
+				rc = err_sys(log, "read", name);
+			}
+			zero_tail = zero == 1;
+		}
 		close(fd);
 		if (rc != RAFTLOG_OK)
 			goto out;
@@ -1514,7 +1606,7 @@ do_open(raftlog *log, raftlog_recovery *rec)
 		set_err(log, "the log ends at index %" PRIu64 " but commit index %"
 				PRIu64 " is stored: acknowledged entries are missing%s",
 				(uint64_t) log_last, (uint64_t) log->hs.commit,
-				torn_at < last_file_size ?
+				torn_at < last_file_size && !zero_tail ?
 				" (the last segment is damaged, not just torn)" : "");
 		rc = RAFTLOG_ERR_CORRUPT;
 		goto out;
@@ -1552,7 +1644,7 @@ do_open(raftlog *log, raftlog_recovery *rec)
 			rc = err_sys(log, "open", name);
 			goto out;
 		}
-		if (torn_at < last_file_size)
+		if (torn_at < last_file_size && !zero_tail)
 		{
 			/* the torn tail must be gone before anything is appended */
 			if (ftruncate(log->active_fd, (off_t) torn_at) != 0 ||
@@ -1564,6 +1656,9 @@ do_open(raftlog *log, raftlog_recovery *rec)
 			rec->torn_bytes = last_file_size - torn_at;
 			rec->torn_index = s->last + 1;
 		}
+		rc = seg_preallocate(log, log->active_fd, s->size, name);
+		if (rc != RAFTLOG_OK)
+			goto out;
 		log->wbuf_off = s->size;
 		log->last_index = s->last;
 		log->last_term = running_term;
@@ -1854,6 +1949,9 @@ raftlog_truncate_from(raftlog *log, raft_index index)
 		if (ftruncate(log->active_fd, (off_t) off) != 0 ||
 			sync_data(log->active_fd) != 0)
 			return err_sys_broken(log, "truncate", name);
+		rc = seg_preallocate(log, log->active_fd, off, name);
+		if (rc != RAFTLOG_OK)
+			return rc;
 		s->size = off;
 		s->last = index - 1;
 		log->wbuf_off = off;

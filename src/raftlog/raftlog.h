@@ -88,6 +88,15 @@ typedef struct raftlog_options
 	 * when it fills or at raftlog_sync().  At least 64.
 	 */
 	size_t		write_buffer_size;
+
+	/*
+	 * Allocate every new segment at segment_size when it is created, so
+	 * that the space after the last record reads as zeros: appending then
+	 * changes neither the file size nor its block map, and an fsync writes
+	 * only data (one I/O instead of two on ext4).  Recovery tells such a
+	 * zero tail from a torn one.  Off by default.
+	 */
+	bool		preallocate;
 } raftlog_options;
 
 /* What raftlog_open() found and repaired. */

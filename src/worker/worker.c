@@ -3107,6 +3107,8 @@ worker_start_engine(void)
 		raftlog_options_init(&opts);
 		opts.segment_size = Min(opts.segment_size,
 								Max((uint64) 64 * 1024, (uint64) chronicle_max_log_size * 1024 / 4));
+		/* an fsync per entry then writes data only, no file size */
+		opts.preallocate = true;
 		rc = raftlog_open(dir, ws.cluster_id, &opts, &ws.log, &recovery, errbuf, sizeof(errbuf));
 	}
 	if (rc != RAFTLOG_OK)

@@ -268,6 +268,74 @@ record_offsets(const uint8_t *buf, size_t size, size_t *offs, size_t max)
 	return n;
 }
 
+/*
+ * Where the records of a segment image end: at the file's end, or at a
+ * header of zeros (the preallocated rest of the segment).
+ */
+static size_t
+records_end(const uint8_t *buf, size_t size)
+{
+	static const uint8_t zeros[32];
+	size_t		off = 48;
+
+	while (off + 32 <= size && memcmp(buf + off, zeros, 32) != 0)
+	{
+		uint32_t	len = (uint32_t) buf[off + 4] | (uint32_t) buf[off + 5] << 8 |
+			(uint32_t) buf[off + 6] << 16 | (uint32_t) buf[off + 7] << 24;
+
+		if (off + 32 + len > size)
+			break;
+		off += 32 + len;
+	}
+	return off;
+}
+
+static bool
+all_zero(const uint8_t *buf, size_t from, size_t to)
+{
+	for (; from < to; from++)
+		if (buf[from] != 0)
+			return false;
+	return true;
+}
+
+/*
+ * With preallocation: every segment but the last ends at its last record;
+ * the last one is segment_size long, zeros after its last record.
+ */
+static void
+check_preallocated_files(uint64_t segment_size, const char *when)
+{
+	char	  **names;
+	size_t		n = list_segments(&names);
+	size_t		i;
+
+	for (i = 0; i < n; i++)
+	{
+		char		path[1024];
+		size_t		size;
+		uint8_t    *img;
+		size_t		end;
+
+		path_in(path, sizeof(path), names[i]);
+		img = slurp(path, &size);
+		CHECK(img != NULL, "%s: read %s", when, names[i]);
+		if (img == NULL)
+			continue;
+		end = records_end(img, size);
+		if (i + 1 < n)
+			CHECK(end == size, "%s: sealed %s is %zu bytes, its records end at %zu",
+				  when, names[i], size, end);
+		else
+			CHECK(size == (size_t) segment_size && all_zero(img, end, size),
+				  "%s: last segment %s is %zu bytes (want %" PRIu64
+				  "), records end at %zu, zeros after: %d", when, names[i],
+				  size, segment_size, end, (int) all_zero(img, end, size));
+		free(img);
+	}
+	free_names(names, n);
+}
+
 /*----------
  * A model of what the log must hold
  *----------
@@ -1148,7 +1216,7 @@ test_torn_tail(void)
 			break;
 	}
 
-	/* garbage after the last good record: random, zeros, a fake header */
+	/* after the last good record: random garbage, zeros, a fake header */
 	for (g = 0; g < 6; g++)
 	{
 		size_t		glen = 1 + rnd_below(300);
@@ -1168,9 +1236,19 @@ test_torn_tail(void)
 		M.last = n_full;
 		M.term[n_full] = 2;
 		M.salt[n_full] = 31;
-		CHECK(rec.torn_bytes == glen, "garbage %zu: torn %" PRIu64, glen,
-			  rec.torn_bytes);
-		CHECK(file_size(path) == (long) size, "garbage cut");
+		if (g == 1)
+		{
+			/* zeros are unused (preallocated) space, not a torn record */
+			CHECK(rec.torn_bytes == 0, "zeros %zu: torn %" PRIu64, glen,
+				  rec.torn_bytes);
+			CHECK(file_size(path) == (long) (size + glen), "zeros kept");
+		}
+		else
+		{
+			CHECK(rec.torn_bytes == glen, "garbage %zu: torn %" PRIu64, glen,
+				  rec.torn_bytes);
+			CHECK(file_size(path) == (long) size, "garbage cut");
+		}
 		model_check(log);
 		raftlog_close(log);
 	}
@@ -1189,6 +1267,117 @@ test_torn_tail(void)
 		CHECK(file_size(path) == (long) size - 3, "failed open changed the file");
 	}
 	free(img);
+done:
+	cleanup_dir();
+}
+
+/*
+ * Preallocated segments: sealed ones end at their last record, the last one
+ * has a zero tail that is neither torn nor data, through reopen, a torn
+ * record in the preallocated space, truncate_from, and logs opened with and
+ * without the option in turn.
+ */
+static void
+test_preallocate(void)
+{
+	raftlog_options o = small_opts(4096, 512);
+	raftlog_options plain = small_opts(4096, 512);
+	raftlog_recovery rec;
+	raftlog    *log;
+	char		path[1024];
+	uint8_t    *img;
+	size_t		size;
+	size_t		end;
+	size_t		k;
+
+	o.preallocate = true;
+	setup_dir();
+	model_reset(200);
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK_OK(model_append(log, 1, 120, 1, 41));
+	CHECK_OK(raftlog_sync(log));
+	check_preallocated_files(o.segment_size, "after appends");
+	CHECK_OK(raftlog_close(log));
+
+	/* the zero tail is not a torn one */
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(rec.torn_bytes == 0, "zero tail reported as %" PRIu64 " torn bytes",
+		  rec.torn_bytes);
+	model_check(log);
+	CHECK_OK(model_append(log, 121, 130, 2, 42));
+	CHECK_OK(raftlog_sync(log));
+	model_check(log);
+	CHECK_OK(raftlog_close(log));
+	check_preallocated_files(o.segment_size, "after reopen and appends");
+
+	/* a torn record in the preallocated space is cut, the space renewed */
+	segment_path(path, sizeof(path), -1);
+	img = slurp(path, &size);
+	CHECK(img != NULL, "read last segment");
+	if (img == NULL)
+		goto done;
+	end = records_end(img, size);
+	CHECK(end + 100 < size, "room after the records (%zu of %zu)", end, size);
+	for (k = 0; k < 60 && end + k < size; k++)
+		img[end + k] = (uint8_t) (0x5a ^ k);
+	spit(path, img, size);
+	free(img);
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(rec.torn_bytes == size - end && rec.torn_index == 131,
+		  "torn %" PRIu64 " bytes from %" PRIu64 ", want %zu from 131",
+		  rec.torn_bytes, rec.torn_index, size - end);
+	model_check(log);
+	CHECK(file_size(path) == (long) o.segment_size, "renewed to %ld bytes",
+		  file_size(path));
+	CHECK_OK(model_append(log, 131, 140, 2, 43));
+	CHECK_OK(raftlog_sync(log));
+
+	/* truncate_from keeps the segment preallocated */
+	CHECK_OK(raftlog_truncate_from(log, 136));
+	model_truncate(136);
+	model_check(log);
+	check_preallocated_files(o.segment_size, "after truncate_from");
+	CHECK_OK(raftlog_close(log));
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(rec.torn_bytes == 0, "torn after truncate_from: %" PRIu64, rec.torn_bytes);
+	model_check(log);
+	CHECK_OK(raftlog_close(log));
+
+	/* opened without the option: the zero tail is still no torn tail */
+	log = open_ok(&plain, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(rec.torn_bytes == 0, "torn without the option: %" PRIu64, rec.torn_bytes);
+	model_check(log);
+	/* and sealing that segment cuts its tail: reopening must accept it */
+	CHECK_OK(model_append(log, 136, 220, 3, 44));
+	CHECK_OK(raftlog_sync(log));
+	CHECK_OK(raftlog_close(log));
+	log = open_ok(&plain, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(rec.torn_bytes == 0, "torn after sealing: %" PRIu64, rec.torn_bytes);
+	model_check(log);
+	CHECK_OK(raftlog_close(log));
+
+	/* and with it again */
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	model_check(log);
+	CHECK_OK(model_append(log, 221, 300, 3, 45));
+	CHECK_OK(raftlog_sync(log));
+	model_check(log);
+	CHECK_OK(raftlog_close(log));
+	check_preallocated_files(o.segment_size, "after switching back");
 done:
 	cleanup_dir();
 }
@@ -1610,10 +1799,20 @@ crash_fill(raft_term term, raft_index index, uint8_t *buf, size_t len)
 }
 
 /* The child: append, sync, report, forever (until killed). */
+/* the child's options; half the rounds preallocate */
+static raftlog_options
+crash_opts(uint64_t seed)
+{
+	raftlog_options o = small_opts(16384 + (seed % 4) * 8192, 256 + (seed % 7) * 300);
+
+	o.preallocate = (seed >> 3) % 2 == 0;
+	return o;
+}
+
 static void
 crash_child(uint64_t seed, int fd)
 {
-	raftlog_options o = small_opts(16384 + (seed % 4) * 8192, 256 + (seed % 7) * 300);
+	raftlog_options o = crash_opts(seed);
 	raftlog    *log = NULL;
 	raft_term	term = 1;
 	raft_hard_state hs = {0, 0, 0};
@@ -1708,6 +1907,7 @@ test_crash(void)
 {
 	int			round;
 	unsigned	torn_rounds = 0;
+	unsigned	prealloc_rounds = 0;
 	unsigned	leftover_rounds = 0;
 	uint64_t	total_synced = 0;
 
@@ -1723,6 +1923,7 @@ test_crash(void)
 		int			status;
 		raftlog    *log;
 		raftlog_recovery rec;
+		raftlog_options ropts;
 		raftlog_entries ents;
 		raft_hard_state hs;
 		raft_term	t;
@@ -1762,7 +1963,12 @@ test_crash(void)
 			best = r;
 		close(fds[0]);
 
-		log = open_ok(NULL, &rec);
+		/* recovery with the child's options, or with the other choice */
+		ropts = crash_opts(seed);
+		if ((seed >> 5) % 3 == 0)
+			ropts.preallocate = !ropts.preallocate;
+		prealloc_rounds += ropts.preallocate;
+		log = open_ok(&ropts, &rec);
 		if (log == NULL)
 		{
 			cleanup_dir();
@@ -1803,15 +2009,37 @@ test_crash(void)
 			}
 		}
 		raftlog_entries_free(&ents);
-		/* and the recovered log takes new entries */
+		/*
+		 * and the recovered log takes new entries, past the end of its
+		 * segment (sealing it), and opens again with nothing torn
+		 */
 		{
+			uint8_t		pad[1000];
 			raft_entry	e = {raftlog_last_term(log) + 1, raftlog_last_index(log) + 1,
-			RAFT_ENTRY_NOOP, NULL, 0};
+			RAFT_ENTRY_NORMAL, pad, sizeof(pad)};
+			raft_index	last;
+			raftlog_recovery rec2;
+			uint64_t	k;
 
-			CHECK_OK(raftlog_append(log, &e, 1));
+			memset(pad, 0x33, sizeof(pad));
+			for (k = 0; k < ropts.segment_size / sizeof(pad) + 2; k++)
+			{
+				CHECK_OK(raftlog_append(log, &e, 1));
+				e.index++;
+			}
 			CHECK_OK(raftlog_sync(log));
+			last = raftlog_last_index(log);
+			raftlog_close(log);
+			log = open_ok(&ropts, &rec2);
+			if (log != NULL)
+			{
+				CHECK(raftlog_last_index(log) == last && rec2.torn_bytes == 0,
+					  "round %d: reopened at %" PRIu64 " (want %" PRIu64
+					  "), torn %" PRIu64, round, raftlog_last_index(log), last,
+					  rec2.torn_bytes);
+				raftlog_close(log);
+			}
 		}
-		raftlog_close(log);
 		torn_rounds += rec.torn_bytes > 0;
 		leftover_rounds += rec.compacted_segments_removed > 0;
 		total_synced += best.synced_index;
@@ -1823,8 +2051,9 @@ test_crash(void)
 		cleanup_dir();
 	}
 	printf("# crash: %d rounds, %u ended in a torn record, %u in an unfinished"
-		   " compaction, %" PRIu64 " entries synced in all\n", CRASH_ROUNDS,
-		   torn_rounds, leftover_rounds, total_synced);
+		   " compaction, %u recovered with preallocation, %" PRIu64
+		   " entries synced in all\n", CRASH_ROUNDS,
+		   torn_rounds, leftover_rounds, prealloc_rounds, total_synced);
 }
 
 /*----------
@@ -1914,6 +2143,7 @@ main(void)
 	run_case("interrupted compaction and install are finished",
 			 test_interrupted_compaction);
 	run_case("torn tail at every byte and trailing garbage", test_torn_tail);
+	run_case("preallocated segments: zero tail, torn record, switch", test_preallocate);
 	run_case("bit flip in the last segment cuts there", test_bit_flip);
 	run_case("corruption outside the tail is an error", test_corruption_errors);
 	run_case("segment of another cluster is an error", test_foreign_segment);
