@@ -61,13 +61,16 @@
  *	   leaves a shorter but contiguous log.
  *	5. raftlog_compact() and raftlog_install_snapshot() write the new
  *	   snapshot meta to the state file and fsync it FIRST, then delete the
- *	   segments it covers (install: all of them).  A crash in
- *	   between leaves segments that recovery recognises and deletes: those
- *	   wholly at or below the snapshot index, and, when the log's term at
- *	   the snapshot index is not the snapshot's term (a snapshot from the
- *	   leader that replaced a conflicting log), all of them.  Deleting first
- *	   would lose acknowledged entries if the node died before the snapshot
- *	   was recorded.
+ *	   segments it covers (install: all of them; compact: it only forgets
+ *	   them, and raftlog_remove_compacted() deletes their files later, a
+ *	   few at a time, without a directory fsync).  A crash in between
+ *	   leaves segments that recovery recognises and deletes: those wholly
+ *	   at or below the snapshot index (never validated, so a zero tail in
+ *	   one is no damage), and, when the log's term at the snapshot index is
+ *	   not the snapshot's term (a snapshot from the leader that replaced a
+ *	   conflicting log), all of them.  Deleting first would lose
+ *	   acknowledged entries if the node died before the snapshot was
+ *	   recorded.
  *	6. After any failed write, fsync, truncate, rename or unlink the handle
  *	   is broken (see raftlog.h): the kernel may have dropped the dirty
  *	   pages, so nothing is retried and nothing more is acknowledged.
@@ -162,6 +165,10 @@ struct raftlog
 	size_t		nsegs;
 	size_t		segs_cap;
 	int			active_fd;		/* segs[nsegs - 1], or -1 when nsegs == 0 */
+	raft_index *doomed;			/* first indexes of compacted segments whose
+								 * files are still to remove, oldest first */
+	size_t		ndoomed;
+	size_t		doomed_cap;
 
 	uint8_t    *wbuf;			/* records not yet written to active_fd */
 	size_t		wlen;
@@ -1686,6 +1693,7 @@ log_release(raftlog *log)
 	close_fd(&log->lockfd);		/* drops the fcntl lock */
 	close_fd(&log->dirfd);
 	free(log->segs);
+	free(log->doomed);
 	free(log->wbuf);
 	free(log->dir);
 	free(log);
@@ -1763,6 +1771,8 @@ raftlog_close(raftlog *log)
 		rc = active_sync(log);
 	else if (log->broken)
 		rc = RAFTLOG_ERR_BROKEN;
+	if (rc == RAFTLOG_OK)
+		rc = raftlog_remove_compacted(log, UINT32_MAX, NULL);
 	log_release(log);
 	return rc;
 }
@@ -2039,6 +2049,20 @@ do_compact(raftlog *log, const raft_snapshot_meta *meta, bool install)
 		keep = (t == meta->term);
 	}
 
+	/* room to forget every segment, before anything changes */
+	if (log->ndoomed + log->nsegs > log->doomed_cap)
+	{
+		size_t		cap = (log->ndoomed + log->nsegs) * 2 + 16;
+		raft_index *d = realloc(log->doomed, cap * sizeof(raft_index));
+
+		if (d == NULL)
+		{
+			set_err(log, "out of memory");
+			return RAFTLOG_ERR_NOMEM;
+		}
+		log->doomed = d;
+		log->doomed_cap = cap;
+	}
 	/* rule 5: record the snapshot first */
 	rc = state_write(log, &log->hs, meta);
 	if (rc != RAFTLOG_OK)
@@ -2078,12 +2102,13 @@ do_compact(raftlog *log, const raft_snapshot_meta *meta, bool install)
 		log->synced_index = log->last_index;
 		log->synced_term = log->last_term;
 	}
+	/*
+	 * Their files go later (raftlog_remove_compacted): the snapshot meta
+	 * is durable, so a crash before that leaves covered segments, which
+	 * recovery removes (rule 5).
+	 */
 	for (i = 0; i < drop; i++)
-	{
-		rc = seg_unlink(log, i);
-		if (rc != RAFTLOG_OK)
-			return rc;
-	}
+		log->doomed[log->ndoomed++] = log->segs[i].first;
 	if (drop > 0)
 	{
 		memmove(log->segs, log->segs + drop,
@@ -2097,6 +2122,37 @@ int
 raftlog_compact(raftlog *log, const raft_snapshot_meta *meta)
 {
 	return do_compact(log, meta, false);
+}
+
+int
+raftlog_remove_compacted(raftlog *log, unsigned max_files, unsigned *remaining)
+{
+	int			rc = check_usable(log);
+	unsigned	removed = 0;
+	size_t		k = 0;
+
+	while (rc == RAFTLOG_OK && k < log->ndoomed && removed < max_files)
+	{
+		char		name[64];
+
+		/* no directory fsync: a removal a crash undoes, recovery redoes */
+		seg_name(name, sizeof(name), log->doomed[k], false);
+		if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
+			rc = err_sys_broken(log, "remove", name);
+		else
+		{
+			k++;
+			removed++;
+		}
+	}
+	if (k > 0)
+	{
+		memmove(log->doomed, log->doomed + k, (log->ndoomed - k) * sizeof(raft_index));
+		log->ndoomed -= k;
+	}
+	if (remaining != NULL)
+		*remaining = (unsigned) log->ndoomed;
+	return rc;
 }
 
 int

@@ -201,6 +201,18 @@ extern int	raftlog_save_hard_state(raftlog *log, const raft_hard_state *hs);
 extern int	raftlog_compact(raftlog *log, const raft_snapshot_meta *meta);
 
 /*
+ * raftlog_compact() only forgets the segment files it covers; this removes
+ * up to max_files of them (oldest first) and sets *remaining (may be NULL)
+ * to how many wait.  Removing a 16 MB file takes the kernel milliseconds
+ * (it frees its cached pages), so a caller that must stay responsive
+ * removes a few at a time.  A crash before they are gone leaves segments
+ * that recovery removes, as after an interrupted compaction.
+ * raftlog_close() removes what is left.
+ */
+extern int	raftlog_remove_compacted(raftlog *log, unsigned max_files,
+									 unsigned *remaining);
+
+/*
  * The same for a snapshot received from the leader (ready.snapshot): the
  * whole log is discarded even where it agrees with the snapshot, as the
  * engine discards its in-memory log.  (Should a crash interrupt the
