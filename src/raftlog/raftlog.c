@@ -1021,21 +1021,26 @@ seg_start(raftlog *log, raft_index first, raft_term prev_term)
 	{
 		struct stat st;
 
-		rc = active_sync(log);
-		if (rc != RAFTLOG_OK)
-			return rc;
-
 		/*
 		 * A sealed segment ends at its last record: only the last segment
 		 * may have a (preallocated) tail, recovery rejects one elsewhere.
+		 * The cut goes before the sealing fsync, which then covers both.
 		 */
+		rc = wbuf_flush(log);
+		if (rc != RAFTLOG_OK)
+			return rc;
 		seg_name(name, sizeof(name), last_seg(log)->first, false);
 		if (fstat(log->active_fd, &st) != 0)
 			return err_sys_broken(log, "stat", name);
-		if ((uint64_t) st.st_size > last_seg(log)->size &&
-			(ftruncate(log->active_fd, (off_t) last_seg(log)->size) != 0 ||
-			 sync_data(log->active_fd) != 0))
-			return err_sys_broken(log, "truncate", name);
+		if ((uint64_t) st.st_size > last_seg(log)->size)
+		{
+			if (ftruncate(log->active_fd, (off_t) last_seg(log)->size) != 0)
+				return err_sys_broken(log, "truncate", name);
+			log->unsynced = true;
+		}
+		rc = active_sync(log);
+		if (rc != RAFTLOG_OK)
+			return rc;
 		close_fd(&log->active_fd);
 	}
 
