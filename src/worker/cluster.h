@@ -147,6 +147,17 @@ extern int	queue_drain(QueuedBatch **batches, Size max_bytes);
 extern void queue_set_state(int slot, uint64 batch_id, BatchState state, const char *msg);
 extern void queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg);
 extern void queue_abandon_slot(int slot, const char *msg);
+/*
+ * The worker's transactions (worker.c).  CommitTransactionCommand() and
+ * AbortCurrentTransaction() leave TopMemoryContext current; these return to
+ * the context current at worker_xact_start(), so that what the worker
+ * allocates after a transaction still goes to its loop context (reset
+ * every iteration) instead of staying for good.
+ */
+extern void worker_xact_start(void);
+extern void worker_xact_commit(void);
+extern void worker_xact_abort(void);
+
 extern void queue_worker_attach(void);
 extern void queue_worker_detach(void);
 extern void queue_publish_status(const ClusterStatus *status);

@@ -81,6 +81,7 @@
 
 #include "am/stream.h"
 #include "tabplus/tabplus.h"
+#include "worker/cluster.h"
 #include "worker/snapshot.h"
 
 #define SNAP_MAGIC		"CHRSNAP1"
@@ -290,7 +291,7 @@ snapshot_write_begin(uint64 cluster_id, uint64 index, uint64 term)
 	snapshot_path(index, w->path, sizeof(w->path));
 	snprintf(w->tmppath, sizeof(w->tmppath), "%s.tmp", w->path);
 
-	StartTransactionCommand();
+	worker_xact_start();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	w->streams = read_stream_defs(cxt, &w->nstreams);
@@ -320,7 +321,7 @@ snapshot_write_begin(uint64 cluster_id, uint64 index, uint64 term)
 		w->streams[i].nblocks = tabplus_blocks_in_use(rel);
 		relation_close(rel, AccessShareLock);
 	}
-	CommitTransactionCommand();
+	worker_xact_commit();
 
 	w->fd = BasicOpenFilePerm(w->tmppath, O_RDWR | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
 	if (w->fd < 0)
@@ -355,7 +356,7 @@ snapshot_write_step(SnapshotWriter *w, int budget_ms)
 	PGAlignedBlock page;
 	pg_crc32c	crc;
 
-	StartTransactionCommand();
+	worker_xact_start();
 	while (w->cur < w->nstreams && GetCurrentTimestamp() < deadline)
 	{
 		StreamDef  *s = &w->streams[w->cur];
@@ -397,7 +398,7 @@ snapshot_write_step(SnapshotWriter *w, int budget_ms)
 		}
 		CHECK_FOR_INTERRUPTS();
 	}
-	CommitTransactionCommand();
+	worker_xact_commit();
 	if (w->cur < w->nstreams)
 		return false;
 
@@ -852,7 +853,7 @@ snapshot_install(uint64 cluster_id, uint64 index, SnapshotInstallResult *result)
 	memset(result, 0, sizeof(*result));
 	verify_file(path, cluster_id, index);
 
-	StartTransactionCommand();
+	worker_xact_start();
 	cxt = CurTransactionContext;
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -951,7 +952,7 @@ snapshot_install(uint64 cluster_id, uint64 index, SnapshotInstallResult *result)
 	result->bytes = r.limit + 12;
 	PopActiveSnapshot();
 	SPI_finish();
-	CommitTransactionCommand();
+	worker_xact_commit();
 	/* the worker commits asynchronously; this one must be on disk now */
 	XLogFlush(XactLastCommitEnd);
 }

@@ -886,7 +886,7 @@ parts_materialize(raft_index upto)
 			 "SELECT origin, txn, part, entry_index, entry_offset, entry_length FROM chronicle.open_parts "
 			 "WHERE data IS NULL AND entry_index <= %llu", (unsigned long long) upto);
 	memset(&cache, 0, sizeof(cache));
-	StartTransactionCommand();
+	worker_xact_start();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -934,7 +934,7 @@ parts_materialize(raft_index upto)
 	}
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	worker_xact_commit();
 	raftlog_entries_free(&cache);
 	if (n > 0)
 		ereport(LOG,
@@ -1404,7 +1404,7 @@ get_applied_index(void)
 	raft_index	index = 0;
 	bool		isnull;
 
-	StartTransactionCommand();
+	worker_xact_start();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute("SELECT max(applied_index) FROM chronicle.raft_applied", true, 0) == SPI_OK_SELECT &&
@@ -1417,7 +1417,7 @@ get_applied_index(void)
 	}
 	PopActiveSnapshot();
 	SPI_finish();
-	CommitTransactionCommand();
+	worker_xact_commit();
 	return index;
 }
 
@@ -1463,18 +1463,18 @@ apply_entry(const raft_entry *e)
 		/* carried out after this ready (the engine takes no input meanwhile) */
 		if (upto > ws.compacted && upto < e->index)
 			ws.compact_to = upto;
-		StartTransactionCommand();
+		worker_xact_start();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		set_applied_index(e->index);
 		PopActiveSnapshot();
-		CommitTransactionCommand();
+		worker_xact_commit();
 		return true;
 	}
 	if (kind != ENTRY_BATCHES || !take(&p, end, &count, 4))
 		elog(ERROR, "Raft entry %llu has an unknown format", (unsigned long long) e->index);
 	done = palloc0(sizeof(*done) * Max(count, 1));
 
-	StartTransactionCommand();
+	worker_xact_start();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	for (b = 0; b < count; b++)
 	{
@@ -1560,7 +1560,7 @@ apply_entry(const raft_entry *e)
 					 * are not applied again when it is retried.
 					 */
 					stop_apply(e->index, ddl, why, lock_wait);
-					AbortCurrentTransaction();
+					worker_xact_abort();
 					return false;
 				}
 				ereport(LOG,
@@ -1593,7 +1593,7 @@ apply_entry(const raft_entry *e)
 		ws.applied_saved_at = GetCurrentTimestamp();
 	}
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	worker_xact_commit();
 
 	for (b = 0; b < (uint32) ndone; b++)
 	{
@@ -1603,6 +1603,31 @@ apply_entry(const raft_entry *e)
 						done[b].failed ? done[b].msg : NULL);
 	}
 	return true;
+}
+
+/* ------------------------------------------------------------ transactions */
+
+static MemoryContext xact_outer;
+
+void
+worker_xact_start(void)
+{
+	xact_outer = CurrentMemoryContext;
+	StartTransactionCommand();
+}
+
+void
+worker_xact_commit(void)
+{
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(xact_outer);
+}
+
+void
+worker_xact_abort(void)
+{
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(xact_outer);
 }
 
 /* ---------------------------------------------------------------- network */
@@ -2563,7 +2588,7 @@ parts_allow_snapshot(bool leader)
 	if (waiting_since != 0 && now - checked_at < 1000 * 1000)
 		return false;
 	checked_at = now;
-	StartTransactionCommand();
+	worker_xact_start();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (SPI_execute("SELECT DISTINCT origin, txn FROM chronicle.open_parts", true, 0) != SPI_OK_SELECT)
@@ -2584,7 +2609,7 @@ parts_allow_snapshot(bool leader)
 	}
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	worker_xact_commit();
 
 	if (nopen == 0)
 	{
@@ -3040,7 +3065,7 @@ load_cluster_members(void)
 {
 	uint64		i;
 
-	StartTransactionCommand();
+	worker_xact_start();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute("SELECT node_id, address, removed FROM chronicle.cluster_members ORDER BY node_id",
@@ -3073,7 +3098,7 @@ load_cluster_members(void)
 	}
 	PopActiveSnapshot();
 	SPI_finish();
-	CommitTransactionCommand();
+	worker_xact_commit();
 }
 
 /* The replicated membership: the initial members plus what the log changed. */
@@ -3261,14 +3286,14 @@ chronicle_worker_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* the extension must exist in the replicated database */
-	StartTransactionCommand();
+	worker_xact_start();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute("CREATE EXTENSION IF NOT EXISTS chronicle_raft", false, 0) < 0)
 		elog(ERROR, "could not create extension chronicle_raft");
 	PopActiveSnapshot();
 	SPI_finish();
-	CommitTransactionCommand();
+	worker_xact_commit();
 
 	/*
 	 * Every loop iteration allocates and frees batch-sized buffers (queue
