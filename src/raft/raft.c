@@ -45,6 +45,7 @@
 
 static void become_follower(raft_node *node, raft_term term, raft_node_id leader);
 static bool send_append(raft_node *node, raft_progress *pr, bool send_if_empty);
+static void release_applied_payloads(raft_node *node);
 
 /*----------
  * Small utilities
@@ -592,6 +593,25 @@ start_snapshot(raft_node *node, raft_progress *pr)
  * Send the next APPEND to a follower if its flow control allows.  Returns
  * true if a message went out (callers loop to fill the pipeline).
  */
+/*
+ * Give e (a copy in an outgoing message) back the payload its log entry
+ * dropped, read from storage into the arena: it lives as long as the
+ * message.  False if that fails; the message is then not sent, and the
+ * next heartbeat answer or proposal tries again.
+ */
+static bool
+read_back_payload(raft_node *node, raft_entry *e)
+{
+	uint8_t    *buf = raft_arena_alloc(node, e->len);
+
+	if (buf == NULL ||
+		node->cfg.entry_read(node->cfg.entry_read_ctx, e->index, e->term,
+							 buf, e->len) != RAFT_OK)
+		return false;
+	e->data = buf;
+	return true;
+}
+
 static bool
 send_append(raft_node *node, raft_progress *pr, bool send_if_empty)
 {
@@ -626,11 +646,19 @@ send_append(raft_node *node, raft_progress *pr, bool send_if_empty)
 
 	if (count > 0)
 	{
+		size_t		i;
+
 		entries = raft_arena_alloc(node, count * sizeof(raft_entry));
 		if (entries == NULL)
 			return false;
 		memcpy(entries, raft_log_entry(&node->log, pr->next),
 			   count * sizeof(raft_entry));
+		for (i = 0; i < count; i++)
+		{
+			if (entries[i].len > 0 && entries[i].data == NULL &&
+				!read_back_payload(node, &entries[i]))
+				return false;
+		}
 	}
 	msg = new_message(node, RAFT_MSG_APPEND, pr->id);
 	if (msg == NULL)
@@ -1133,6 +1161,7 @@ static void
 install_snapshot(raft_node *node, const raft_snapshot_meta *meta)
 {
 	raft_log_reset(node, &node->log, meta->index, meta->term);
+	node->applied_cached_bytes = 0;
 	node->persist_from = meta->index + 1;
 	node->stable = min_index(node->stable, meta->index);
 	node->commit = max_index(node->commit, meta->index);
@@ -1647,11 +1676,21 @@ raft_node_create(const raft_config *cfg, const raft_restore *restore,
 		cfg->max_inflight_bytes == 0 || cfg->snapshot_chunk_bytes == 0)
 		return RAFT_ERR_INVALID;
 
-	/* the restored state must be self-consistent */
+	/*
+	 * The restored state must be self-consistent.  An entry without its
+	 * payload must be a normal one the state machine has already applied,
+	 * which the engine can read back.
+	 */
 	expected = restore->snapshot.index + 1;
 	for (i = 0; i < restore->num_entries; i++)
 	{
-		if (restore->entries[i].index != expected + i)
+		const raft_entry *e = &restore->entries[i];
+
+		if (e->index != expected + i)
+			return RAFT_ERR_INVALID;
+		if (e->len > 0 && e->data == NULL &&
+			(cfg->entry_read == NULL || e->type != RAFT_ENTRY_NORMAL ||
+			 e->index > max_index(restore->applied, restore->snapshot.index)))
 			return RAFT_ERR_INVALID;
 	}
 	if (restore->hard_state.commit > restore->snapshot.index + restore->num_entries ||
@@ -1688,12 +1727,28 @@ raft_node_create(const raft_config *cfg, const raft_restore *restore,
 	node->snapshot = restore->snapshot;
 	node->log.snap_index = restore->snapshot.index;
 	node->log.snap_term = restore->snapshot.term;
+	node->log.cache_from = restore->snapshot.index + 1;
 	node->conf = restore->snapshot.conf;
 	for (i = 0; i < restore->num_entries && !node->broken; i++)
-		raft_log_append(node, &node->log, &restore->entries[i]);
+	{
+		const raft_entry *e = &restore->entries[i];
+
+		raft_log_append(node, &node->log, e);
+		if (e->len > 0 && e->data == NULL)
+			node->log.cache_from = e->index + 1;
+	}
 
 	node->commit = max_index(restore->hard_state.commit, restore->snapshot.index);
 	node->applied = max_index(restore->applied, restore->snapshot.index);
+	for (i = 0; i < restore->num_entries; i++)
+	{
+		const raft_entry *e = &restore->entries[i];
+
+		if (e->index >= node->log.cache_from && e->index <= node->applied &&
+			e->type == RAFT_ENTRY_NORMAL)
+			node->applied_cached_bytes += e->len;
+	}
+	release_applied_payloads(node);
 	node->stable = last_index(node);
 	node->persist_from = last_index(node) + 1;
 	node->last_hard_state = restore->hard_state;
@@ -2139,6 +2194,7 @@ int
 raft_compact(raft_node *node, raft_index index)
 {
 	int			rc = api_entry_check(node);
+	raft_index	i;
 
 	if (rc != RAFT_OK)
 		return rc;
@@ -2148,8 +2204,31 @@ raft_compact(raft_node *node, raft_index index)
 		return RAFT_OK;
 	/* only durable, applied entries may leave memory */
 	RAFT_ASSERT(index <= node->applied && index <= node->stable);
+	for (i = node->log.cache_from; i <= index; i++)
+	{
+		const raft_entry *e = raft_log_entry(&node->log, i);
+
+		if (e->type == RAFT_ENTRY_NORMAL && e->data != NULL)
+			node->applied_cached_bytes -= e->len;
+	}
 	raft_log_compact_to(node, &node->log, index);
 	return RAFT_OK;
+}
+
+/*
+ * With cfg.entry_read, keep at most cfg.max_cached_bytes of applied payload
+ * in memory, the newest; older payloads are durable and send_append reads
+ * them back when a follower still needs them.  They go through the
+ * graveyard: a message of the current ready may point at them.
+ */
+static void
+release_applied_payloads(raft_node *node)
+{
+	if (node->cfg.entry_read == NULL)
+		return;
+	while (node->applied_cached_bytes > node->cfg.max_cached_bytes &&
+		   node->log.cache_from <= node->applied)
+		node->applied_cached_bytes -= raft_log_drop_oldest_payload(node, &node->log);
 }
 
 static bool
@@ -2266,7 +2345,10 @@ raft_advance(raft_node *node, const raft_ready *rd)
 		node->applied = entry->index;
 		if (entry->type == RAFT_ENTRY_CONF_CHANGE)
 			apply_conf_change(node, entry);
+		else
+			node->applied_cached_bytes += entry->len;
 	}
+	release_applied_payloads(node);
 }
 
 void

@@ -235,6 +235,16 @@ typedef int (*raft_snapshot_read_fn) (void *ctx, raft_index snapshot_index,
 									  uint64_t offset, uint8_t *buf,
 									  size_t cap, size_t *len, bool *done);
 
+/*
+ * Called by the leader to read back the payload of a durable, applied log
+ * entry whose in-memory copy it dropped (see max_cached_bytes), because a
+ * follower still needs it.  Copy the len payload bytes of the entry at
+ * index, which must have the given term, into buf.  Return RAFT_OK, or an
+ * error: the message is then not sent and is retried later.
+ */
+typedef int (*raft_entry_read_fn) (void *ctx, raft_index index,
+								   raft_term term, uint8_t *buf, size_t len);
+
 typedef struct raft_config
 {
 	raft_node_id id;
@@ -254,6 +264,18 @@ typedef struct raft_config
 	raft_allocator allocator;	/* all NULL: malloc/realloc/free */
 	raft_snapshot_read_fn snapshot_read;
 	void	   *snapshot_read_ctx;
+
+	/*
+	 * With entry_read set, the payloads of applied entries are kept in
+	 * memory only up to max_cached_bytes (the newest ones); older ones are
+	 * read back through entry_read when a lagging follower needs them, so
+	 * the engine's memory no longer grows with the log.  Without it every
+	 * payload stays in memory until compaction.  Membership changes always
+	 * stay.
+	 */
+	uint64_t	max_cached_bytes;
+	raft_entry_read_fn entry_read;
+	void	   *entry_read_ctx;
 } raft_config;
 
 typedef struct raft_hard_state
@@ -267,7 +289,9 @@ typedef struct raft_hard_state
  * What a node recovers from its durable storage at start.  A brand-new
  * member of the initial cluster has snapshot.index = 0 and snapshot.conf =
  * the initial voters; a node that joins later starts with an empty conf and
- * learns the membership from the leader.
+ * learns the membership from the leader.  With config.entry_read set,
+ * normal entries up to applied may come without their payload (data NULL,
+ * len as stored): the engine reads them back when it needs them.
  */
 typedef struct raft_restore
 {

@@ -53,7 +53,10 @@ typedef struct raft_ptr_array
 
 /*----------
  * In-memory log.  entries[k] holds index snap_index + 1 + k.  The entry at
- * snap_index has been compacted away; only its term is remembered.
+ * snap_index has been compacted away; only its term is remembered.  Normal
+ * entries below cache_from may have had their payload dropped (data NULL,
+ * len kept): they are applied and durable, and are read back through
+ * cfg.entry_read when needed.  snap_index < cache_from <= applied + 1.
  *----------
  */
 typedef struct raft_log
@@ -63,6 +66,7 @@ typedef struct raft_log
 	size_t		cap;
 	raft_index	snap_index;
 	raft_term	snap_term;
+	raft_index	cache_from;
 } raft_log;
 
 /*----------
@@ -148,6 +152,8 @@ struct raft_node
 	raft_role	role;
 	raft_node_id leader;
 	raft_index	applied;		/* handed to the application */
+	uint64_t	applied_cached_bytes;	/* payload bytes in memory of normal
+										 * entries log.cache_from..applied */
 	raft_index	stable;			/* log prefix confirmed durable */
 	raft_index	persist_from;	/* first index not yet handed to storage */
 	raft_hard_state last_hard_state;	/* last one handed to storage */
@@ -230,6 +236,7 @@ extern void raft_log_compact_to(raft_node *node, raft_log *log,
 								raft_index index);
 extern void raft_log_reset(raft_node *node, raft_log *log,
 						   raft_index snap_index, raft_term snap_term);
+extern size_t raft_log_drop_oldest_payload(raft_node *node, raft_log *log);
 extern void raft_log_destroy(raft_node *node, raft_log *log);
 
 /* configuration (raft_conf.c) */

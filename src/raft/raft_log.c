@@ -12,6 +12,10 @@
  *	  that an APPEND whose previous entry is exactly snap_index can still be
  *	  checked.
  *
+ * Payloads of applied entries may be dropped oldest first (cache_from
+ * moves up; raft.c decides when, within cfg.max_cached_bytes); such an
+ * entry keeps its term, type and length and has data NULL.
+ *
  * Persistence: this file does no I/O.  The caller (raft.c) decides which
  * suffix must be handed to storage; removed payloads are not freed here but
  * put into the node's graveyard, because an outgoing message may still
@@ -83,8 +87,9 @@ raft_log_entry(const raft_log *log, raft_index index)
 }
 
 /*
- * Append a copy of entry (its payload is copied too).  The entry must carry
- * the next index.  Returns false on allocation failure.
+ * Append a copy of entry (its payload is copied too; a restored entry may
+ * come without one, see raft_restore).  The entry must carry the next
+ * index.  Returns false on allocation failure.
  */
 bool
 raft_log_append(raft_node *node, raft_log *log, const raft_entry *entry)
@@ -106,7 +111,7 @@ raft_log_append(raft_node *node, raft_log *log, const raft_entry *entry)
 		log->entries = entries;
 		log->cap = new_cap;
 	}
-	if (entry->len > 0)
+	if (entry->len > 0 && entry->data != NULL)
 	{
 		data = raft_mem_alloc(node, entry->len);
 		if (data == NULL)
@@ -137,6 +142,8 @@ raft_log_truncate_from(raft_node *node, raft_log *log, raft_index index)
 	for (k = keep; k < log->count; k++)
 		raft_graveyard_add(node, (void *) log->entries[k].data);
 	log->count = keep;
+	if (log->cache_from > index)
+		log->cache_from = index;
 }
 
 /* Drop the entries up to and including index (covered by a snapshot). */
@@ -159,6 +166,8 @@ raft_log_compact_to(raft_node *node, raft_log *log, raft_index index)
 	log->count -= drop;
 	log->snap_index = index;
 	log->snap_term = term;
+	if (log->cache_from <= index)
+		log->cache_from = index + 1;
 }
 
 /* Discard everything: the log restarts right after a snapshot. */
@@ -173,6 +182,31 @@ raft_log_reset(raft_node *node, raft_log *log, raft_index snap_index,
 	log->count = 0;
 	log->snap_index = snap_index;
 	log->snap_term = snap_term;
+	log->cache_from = snap_index + 1;
+}
+
+/*
+ * Drop the payload of the entry at cache_from (the caller checked it is
+ * applied) unless it is a membership change, and move cache_from past it.
+ * Returns the payload bytes that left memory.
+ */
+size_t
+raft_log_drop_oldest_payload(raft_node *node, raft_log *log)
+{
+	raft_entry *e;
+	size_t		len = 0;
+
+	RAFT_ASSERT(log->cache_from > log->snap_index &&
+				log->cache_from <= raft_log_last_index(log));
+	e = &log->entries[log->cache_from - log->snap_index - 1];
+	if (e->type == RAFT_ENTRY_NORMAL && e->data != NULL)
+	{
+		raft_graveyard_add(node, (void *) e->data);
+		e->data = NULL;
+		len = e->len;
+	}
+	log->cache_from++;
+	return len;
 }
 
 void

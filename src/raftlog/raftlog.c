@@ -140,6 +140,19 @@
 #define RL_READ_CHUNK		((size_t) 256 * 1024)
 #define RL_ARENA_CHUNK		((size_t) 1024 * 1024)
 
+/* Sequential reader of one segment file. */
+typedef struct rl_reader
+{
+	int			fd;
+	uint64_t	file_size;
+	uint64_t	pos;			/* offset of the next record */
+	uint8_t    *buf;
+	size_t		cap;
+	uint64_t	buf_off;
+	size_t		buf_len;
+	const char *name;
+} rl_reader;
+
 typedef struct rl_segment
 {
 	raft_index	first;			/* index of its first record */
@@ -174,6 +187,17 @@ struct raftlog
 	size_t		wlen;
 	uint64_t	wbuf_off;		/* file offset where wbuf[0] belongs */
 
+	/*
+	 * raftlog_read_payload() keeps its place: the segment it reads (file
+	 * and buffer in rb), and the index of the record at rb.pos, so reads
+	 * of consecutive entries never scan a segment again.  Closed by
+	 * anything that removes or cuts segments.
+	 */
+	rl_reader	rb;
+	raft_index	rb_seg;			/* first index of that segment; 0: closed */
+	raft_index	rb_index;
+	char		rb_name[64];
+
 	raft_index	last_index;
 	raft_term	last_term;
 	raft_index	synced_index;
@@ -202,18 +226,6 @@ typedef struct rl_record
 	const uint8_t *payload;		/* valid until the next read */
 } rl_record;
 
-/* Sequential reader of one segment file. */
-typedef struct rl_reader
-{
-	int			fd;
-	uint64_t	file_size;
-	uint64_t	pos;			/* offset of the next record */
-	uint8_t    *buf;
-	size_t		cap;
-	uint64_t	buf_off;
-	size_t		buf_len;
-	const char *name;
-} rl_reader;
 
 /* Payload storage of a raftlog_entries. */
 typedef struct rl_chunk
@@ -1690,9 +1702,20 @@ out:
 	return rc;
 }
 
+/* Forget raftlog_read_payload()'s place (its segment may be going). */
+static void
+rb_close(raftlog *log)
+{
+	if (log->rb_seg != 0)
+		close(log->rb.fd);
+	log->rb_seg = 0;
+}
+
 static void
 log_release(raftlog *log)
 {
+	rb_close(log);
+	reader_free(&log->rb);
 	close_fd(&log->active_fd);
 	close_fd(&log->statefd);
 	close_fd(&log->lockfd);		/* drops the fcntl lock */
@@ -1927,6 +1950,7 @@ raftlog_truncate_from(raftlog *log, raft_index index)
 	rc = wbuf_flush(log);
 	if (rc != RAFTLOG_OK)
 		return rc;
+	rb_close(log);
 
 	/* rule 4: whole segments from the highest down */
 	new_last_term = log->last_term;
@@ -2041,6 +2065,7 @@ do_compact(raftlog *log, const raft_snapshot_meta *meta, bool install)
 	rc = wbuf_flush(log);
 	if (rc != RAFTLOG_OK)
 		return rc;
+	rb_close(log);
 
 	/* does the log agree with the snapshot at its index? */
 	keep = false;
@@ -2277,8 +2302,22 @@ arena_alloc(raftlog_entries *out, size_t len)
 	return c->data + c->used - len;
 }
 
+static int read_entries(raftlog *log, raft_index lo, raft_index hi,
+						raft_index payloads_from, raftlog_entries *out);
+
 int
 raftlog_read(raftlog *log, raft_index lo, raft_index hi, raftlog_entries *out)
+{
+	return read_entries(log, lo, hi, lo, out);
+}
+
+/*
+ * raftlog_read(), except that normal entries below payloads_from come
+ * without their payload (data NULL, len as stored).
+ */
+static int
+read_entries(raftlog *log, raft_index lo, raft_index hi,
+			 raft_index payloads_from, raftlog_entries *out)
 {
 	size_t		cap;
 	size_t		i;
@@ -2358,7 +2397,8 @@ raftlog_read(raftlog *log, raft_index lo, raft_index hi, raftlog_entries *out)
 			e->type = (raft_entry_type) rec.type;
 			e->len = rec.len;
 			e->data = NULL;
-			if (rec.len > 0)
+			if (rec.len > 0 &&
+				(rec.index >= payloads_from || e->type != RAFT_ENTRY_NORMAL))
 			{
 				uint8_t    *p = arena_alloc(out, rec.len);
 
@@ -2414,14 +2454,101 @@ raftlog_entries_free(raftlog_entries *entries)
 }
 
 int
-raftlog_load(raftlog *log, raft_restore *restore, raftlog_entries *storage)
+raftlog_read_payload(raftlog *log, raft_index index, raft_term term,
+					 void *buf, size_t len)
+{
+	rl_segment *s;
+	rl_record	rec;
+	int			rc;
+
+	if ((rc = check_usable(log)) != RAFTLOG_OK)
+		return rc;
+	if (index <= log->snap.index || index > log->last_index)
+	{
+		set_err(log, "raftlog_read_payload(%" PRIu64 "): the log holds %" PRIu64
+				"..%" PRIu64, (uint64_t) index, (uint64_t) log->snap.index + 1,
+				(uint64_t) log->last_index);
+		return index <= log->snap.index ? RAFTLOG_ERR_COMPACTED : RAFTLOG_ERR_INVALID;
+	}
+	rc = wbuf_flush(log);
+	if (rc != RAFTLOG_OK)
+		return rc;
+	s = &log->segs[seg_lookup(log, index)];
+	if (log->rb_seg != s->first || log->rb_index > index)
+	{
+		int			fd;
+
+		rb_close(log);
+		seg_name(log->rb_name, sizeof(log->rb_name), s->first, false);
+		fd = openat(log->dirfd, log->rb_name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return err_sys(log, "open", log->rb_name);
+		if (log->rb.buf == NULL)
+		{
+			rc = reader_init(log, &log->rb, fd, s->size, log->rb_name);
+			if (rc != RAFTLOG_OK)
+			{
+				close(fd);
+				return rc;
+			}
+		}
+		log->rb.fd = fd;
+		log->rb.pos = RL_SEG_HEADER_SIZE;
+		log->rb.buf_len = 0;
+		log->rb_seg = s->first;
+		log->rb_index = s->first;
+	}
+	/* the last segment grows; what it held when read never changes */
+	log->rb.file_size = s->size;
+	for (;;)
+	{
+		rc = reader_next(log, &log->rb, &rec);
+		if (rc == RL_REC_OK && rec.index != log->rb_index)
+		{
+			set_err(log, "segment \"%s/%s\": index %" PRIu64 " where %" PRIu64
+					" was expected", log->dir, log->rb_name, (uint64_t) rec.index,
+					(uint64_t) log->rb_index);
+			rc = RAFTLOG_ERR_CORRUPT;
+		}
+		else if (rc == RL_REC_END || rc == RL_REC_TORN)
+		{
+			set_err(log, "segment \"%s/%s\" is damaged at offset %" PRIu64
+					" (changed since it was opened)", log->dir, log->rb_name,
+					log->rb.pos);
+			rc = RAFTLOG_ERR_CORRUPT;
+		}
+		if (rc != RL_REC_OK)
+		{
+			rb_close(log);
+			return rc;
+		}
+		log->rb_index++;
+		if (rec.index == index)
+			break;
+	}
+	if (rec.term != term || rec.len != len)
+	{
+		set_err(log, "index %" PRIu64 " has term %" PRIu64 " and %u bytes, not term %"
+				PRIu64 " and %zu bytes", (uint64_t) index, (uint64_t) rec.term,
+				rec.len, (uint64_t) term, len);
+		return RAFTLOG_ERR_INVALID;
+	}
+	if (len > 0)
+		memcpy(buf, rec.payload, len);
+	return RAFTLOG_OK;
+}
+
+int
+raftlog_load(raftlog *log, raft_index payloads_from, raft_restore *restore,
+			 raftlog_entries *storage)
 {
 	int			rc;
 
 	if (restore == NULL || storage == NULL)
 		return RAFTLOG_ERR_INVALID;
 	memset(restore, 0, sizeof(*restore));
-	rc = raftlog_read(log, log->snap.index + 1, log->last_index, storage);
+	rc = read_entries(log, log->snap.index + 1, log->last_index, payloads_from,
+					  storage);
 	if (rc != RAFTLOG_OK)
 		return rc;
 	restore->hard_state = log->hs;

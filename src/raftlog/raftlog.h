@@ -254,14 +254,23 @@ extern int	raftlog_read(raftlog *log, raft_index lo, raft_index hi,
 extern void raftlog_entries_free(raftlog_entries *entries);
 
 /*
+ * Copy the payload of the entry at index, which must have the given term
+ * and len bytes, into buf (the engine's raft_config.entry_read).  Reads of
+ * consecutive indexes continue where the last one stopped.
+ */
+extern int	raftlog_read_payload(raftlog *log, raft_index index, raft_term term,
+								 void *buf, size_t len);
+
+/*
  * Fill a raft_restore from the store: hard state, snapshot meta, and every
  * entry after the snapshot (read into *storage, which must outlive the
- * restore's use and be freed with raftlog_entries_free()).  restore->applied
- * is set to the snapshot index; the caller raises it to what its state
- * machine already contains.
+ * restore's use and be freed with raftlog_entries_free()); normal entries
+ * below payloads_from come without their payload (see raft_restore).
+ * restore->applied is set to the snapshot index; the caller raises it to
+ * what its state machine already contains.
  */
-extern int	raftlog_load(raftlog *log, raft_restore *restore,
-						 raftlog_entries *storage);
+extern int	raftlog_load(raftlog *log, raft_index payloads_from,
+						 raft_restore *restore, raftlog_entries *storage);
 
 extern const char *raftlog_status_name(int status);
 

@@ -99,6 +99,7 @@
 #define OVERLAP_SEND_BYTES	((Size) 256 * 1024)	/* see process_ready */
 #define COMPACTED_FILE_INTERVAL_MS	50	/* see remove_compacted_files */
 #define COMPACTED_FILE_BYTES		((uint64) 16 * 1024 * 1024)
+#define ENGINE_CACHE_BYTES	((uint64) 16 * 1024 * 1024)	/* see engine_entry_read */
 #define WORKER_MMAP_THRESHOLD	(32 * 1024 * 1024)	/* glibc's largest */
 #define WORKER_TRIM_THRESHOLD	(128 * 1024 * 1024)
 
@@ -2567,6 +2568,27 @@ engine_snapshot_read(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
 }
 
 /*
+ * The engine keeps the payloads of applied entries in memory only up to
+ * ENGINE_CACHE_BYTES (the newest ones) and reads older ones back from the
+ * log when a follower that lags behind needs them.  Otherwise it would hold
+ * the whole log (up to max_log_size) in memory, and every new entry would
+ * take fresh pages from the kernel instead of the memory of a freed one.
+ */
+static int
+engine_entry_read(void *ctx, raft_index index, raft_term term, uint8_t *buf, size_t len)
+{
+	if (raftlog_read_payload(ws.log, index, term, buf, len) != RAFTLOG_OK)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("chronicle_raft log: could not read back entry %llu: %s",
+						(unsigned long long) index, raftlog_errmsg(ws.log))));
+		return RAFT_ERR_INVALID;
+	}
+	return RAFT_OK;
+}
+
+/*
  * A snapshot file holds the streams and the replicated catalog, not the
  * kept parts of open large transactions; so one is written only while none
  * is open (between two applies, the state is exactly the state at the
@@ -3140,6 +3162,8 @@ worker_start_engine(void)
 	raft_restore restore;
 	raftlog_entries storage;
 	raft_config cfg;
+	raft_snapshot_meta snap;
+	raft_hard_state hs;
 	char	   *parse_error = NULL;
 	int			rc;
 	int			i;
@@ -3177,11 +3201,11 @@ worker_start_engine(void)
 						(unsigned long long) recovery.torn_bytes,
 						(unsigned long long) recovery.torn_index)));
 
-	if (raftlog_load(ws.log, &restore, &storage) != RAFTLOG_OK)
-		log_fail("loading");
+	raftlog_get_snapshot_meta(ws.log, &snap);
+	raftlog_get_hard_state(ws.log, &hs);
 	/* entries up to the applied index need not be delivered again */
 	applied = get_applied_index();
-	if (restore.snapshot.index > applied)
+	if (snap.index > applied)
 	{
 		/*
 		 * The log records a received snapshot the streams do not have yet: a
@@ -3189,21 +3213,30 @@ worker_start_engine(void)
 		 */
 		SnapshotInstallResult res;
 
-		if (!snapshot_exists(restore.snapshot.index))
+		if (!snapshot_exists(snap.index))
 			ereport(FATAL,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("the chronicle_raft log starts after index %llu but the streams are at %llu and the snapshot file is missing",
-							(unsigned long long) restore.snapshot.index, (unsigned long long) applied),
+							(unsigned long long) snap.index, (unsigned long long) applied),
 					 errhint("Remove this node with chronicle.remove_node() and add it again with a new node id and an empty data directory.")));
-		snapshot_install(ws.cluster_id, restore.snapshot.index, &res);
+		snapshot_install(ws.cluster_id, snap.index, &res);
 		ereport(LOG,
 				(errmsg("chronicle_raft: installed snapshot at index %llu: %d streams, %llu bytes (interrupted install finished)",
-						(unsigned long long) restore.snapshot.index, res.nstreams,
+						(unsigned long long) snap.index, res.nstreams,
 						(unsigned long long) res.bytes)));
-		applied = restore.snapshot.index;
+		applied = snap.index;
 	}
-	if (applied > restore.applied && applied <= restore.hard_state.commit)
-		restore.applied = applied;
+	if (applied < snap.index || applied > hs.commit)
+		applied = snap.index;
+
+	/*
+	 * The engine needs the payloads of what is not applied yet; the rest it
+	 * reads back from the log if a follower still needs them, so starting
+	 * does not load the whole log into memory.
+	 */
+	if (raftlog_load(ws.log, applied + 1, &restore, &storage) != RAFTLOG_OK)
+		log_fail("loading");
+	restore.applied = applied;
 	if (restore.snapshot.index > 0 && snapshot_exists(restore.snapshot.index))
 		ws.snapshot_ready = restore.snapshot.index;
 	snapshot_remove_others(ws.snapshot_ready, 0);
@@ -3228,6 +3261,8 @@ worker_start_engine(void)
 	cfg.heartbeat_ticks = Max(1, chronicle_heartbeat_interval / TICK_MS);
 	cfg.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
 	cfg.snapshot_read = engine_snapshot_read;
+	cfg.entry_read = engine_entry_read;
+	cfg.max_cached_bytes = ENGINE_CACHE_BYTES;
 	rc = raft_node_create(&cfg, &restore, &ws.node);
 	if (rc != RAFT_OK)
 		ereport(FATAL,

@@ -38,7 +38,9 @@
  *	I9 read indexes are at least the commit index known anywhere when the
  *	   read was requested (no stale reads);
  *	I10 after faults heal, a leader emerges and a proposal commits within
- *	   a bounded number of ticks.
+ *	   a bounded number of ticks;
+ *	I11 an engine that dropped applied payloads (half the seeds) reads back
+ *	   only entries of its own durable log, with their term and length.
  *
  * test/sim/sim.c
  *
@@ -128,6 +130,8 @@ typedef struct sim_node
 	size_t		shadow_cap;
 	raft_index	shadow_last;
 
+	struct sim *owner;			/* for the checks of entry_read_cb */
+
 	/* per incarnation checks */
 	raft_index	last_commit;
 	raft_index	recorded_commit;
@@ -204,6 +208,7 @@ struct sim
 	uint64_t	elections;		/* leaderships observed, for reports */
 	uint64_t	crashes;
 	uint64_t	installs;
+	uint64_t	read_backs;		/* payloads the engines read back */
 };
 
 /*----------
@@ -668,6 +673,38 @@ snapshot_read_cb(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
 	*len = avail < cap ? avail : cap;
 	memcpy(buf, n->disk_snap_data + offset, *len);
 	*done = (offset + *len == n->disk_snap_len);
+	return RAFT_OK;
+}
+
+/*
+ * The engine reads back a payload it dropped.  I11: it may ask only for an
+ * entry that is on this node's durable log with that term and length (it
+ * dropped only applied, hence durable, payloads).
+ */
+static int
+entry_read_cb(void *ctx, raft_index index, raft_term term, uint8_t *buf, size_t len)
+{
+	sim_node   *n = ctx;
+	const raft_entry *e;
+
+	if (index <= n->disk_snap.index || index > disk_last_index(n))
+	{
+		fail(n->owner, "I11 node %d read back entry %llu, not on its durable log %llu..%llu",
+			 n->id, (unsigned long long) index,
+			 (unsigned long long) n->disk_snap.index + 1,
+			 (unsigned long long) disk_last_index(n));
+		return RAFT_ERR_INVALID;
+	}
+	e = &n->disk_log[index - n->disk_snap.index - 1].entry;
+	if (e->term != term || e->len != len)
+	{
+		fail(n->owner, "I11 node %d read back entry %llu as term %llu, %zu bytes; its disk has term %llu, %zu bytes",
+			 n->id, (unsigned long long) index, (unsigned long long) term, len,
+			 (unsigned long long) e->term, e->len);
+		return RAFT_ERR_INVALID;
+	}
+	memcpy(buf, e->data, len);
+	n->owner->read_backs++;
 	return RAFT_OK;
 }
 
@@ -1169,6 +1206,13 @@ node_config(sim *s, sim_node *n, raft_config *cfg)
 	cfg->max_uncommitted_bytes = s->opts.max_uncommitted_bytes;
 	cfg->snapshot_read = snapshot_read_cb;
 	cfg->snapshot_read_ctx = n;
+	n->owner = s;
+	if (s->opts.read_back)
+	{
+		cfg->entry_read = entry_read_cb;
+		cfg->entry_read_ctx = n;
+		cfg->max_cached_bytes = s->opts.cache_bytes;
+	}
 }
 
 /* Start (or restart) the engine of a node from its disk. */
@@ -2157,6 +2201,10 @@ sim_random_run(const sim_options *base, int steps, char *why, size_t why_len,
 	opts.max_inflight_msgs = (uint32_t[]) {1, 2, 4, 16}[(regime >> 40) % 4];
 	opts.storm_ppm = (uint32_t[]) {0, 2000, 10000}[(regime >> 56) % 3];
 	opts.max_uncommitted_bytes = ((regime >> 60) % 2) ? 512 : 0;
+	/* half the seeds drop applied payloads: all of them, or beyond a few */
+	regime = mix64(opts.seed ^ UINT64_C(0xCAC4E));
+	opts.read_back = (regime % 2) != 0;
+	opts.cache_bytes = (uint64_t[]) {0, 16, 64, 256}[(regime >> 8) % 4];
 	opts.max_nodes = opts.num_nodes + 2;
 	if (opts.max_nodes > SIM_MAX_NODES)
 		opts.max_nodes = SIM_MAX_NODES;
@@ -2191,6 +2239,7 @@ sim_random_run(const sim_options *base, int steps, char *why, size_t why_len,
 		stats->ticks = s->now;
 		stats->crashes = s->crashes;
 		stats->snapshots_installed = s->installs;
+		stats->read_backs = s->read_backs;
 	}
 	sim_destroy(s);
 	return result;

@@ -37,6 +37,8 @@ typedef struct sim_options
 	uint32_t	max_inflight_msgs;
 	uint32_t	snapshot_chunk_bytes;
 	uint64_t	max_uncommitted_bytes;
+	bool		read_back;		/* engine drops applied payloads beyond */
+	uint64_t	cache_bytes;	/* cache_bytes and reads them back from disk */
 
 	/* faults, in parts per million per opportunity */
 	uint32_t	drop_ppm;
@@ -97,6 +99,7 @@ typedef struct sim_run_stats
 	uint64_t	ticks;
 	uint64_t	crashes;
 	uint64_t	snapshots_installed;
+	uint64_t	read_backs;		/* dropped payloads read back from disk */
 } sim_run_stats;
 
 /* random run: returns 0 on success; on failure fills why */

@@ -55,6 +55,7 @@ run_one(uint64_t seed, int nodes, int steps, bool verbose, bool quiet_fail)
 	totals.ticks += stats.ticks;
 	totals.crashes += stats.crashes;
 	totals.snapshots_installed += stats.snapshots_installed;
+	totals.read_backs += stats.read_backs;
 	if (rc != 0 && !quiet_fail)
 	{
 		printf("FAIL seed=%llu nodes=%d steps=%d: %s\n",
@@ -177,12 +178,13 @@ main(int argc, char **argv)
 		printf("0 passed, 1 failed\n");
 		return 1;
 	}
-	printf("simrun: %llu leaderships, %llu entries committed, %llu ticks, %llu crashes, %llu snapshots installed\n",
+	printf("simrun: %llu leaderships, %llu entries committed, %llu ticks, %llu crashes, %llu snapshots installed, %llu payloads read back\n",
 		   (unsigned long long) totals.leaderships,
 		   (unsigned long long) totals.committed,
 		   (unsigned long long) totals.ticks,
 		   (unsigned long long) totals.crashes,
-		   (unsigned long long) totals.snapshots_installed);
+		   (unsigned long long) totals.snapshots_installed,
+		   (unsigned long long) totals.read_backs);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

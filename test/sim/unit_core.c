@@ -56,6 +56,32 @@ static const uint8_t snapshot_bytes[] = "0123456789";
 static uint32_t test_max_inflight;
 static uint32_t test_max_entries;
 
+/*
+ * Read-back of dropped payloads: with test_read_back set, the next
+ * make_node_full keeps no applied payload in memory and reads them from
+ * test_store (index -> payload); every call is recorded, and
+ * test_read_fails makes them fail.
+ */
+static bool test_read_back;
+static bool test_read_fails;
+static const char *test_store[16];
+static raft_index test_reads[64];
+static int	test_num_reads;
+
+static int
+test_entry_read(void *ctx, raft_index index, raft_term term, uint8_t *buf, size_t len)
+{
+	(void) ctx;
+	(void) term;
+	if (test_num_reads < 64)
+		test_reads[test_num_reads++] = index;
+	if (test_read_fails || index >= 16 || test_store[index] == NULL ||
+		strlen(test_store[index]) != len)
+		return RAFT_ERR_INVALID;
+	memcpy(buf, test_store[index], len);
+	return RAFT_OK;
+}
+
 static int
 test_snapshot_read(void *ctx, raft_index index, uint64_t offset, uint8_t *buf,
 				   size_t cap, size_t *len, bool *done)
@@ -107,6 +133,11 @@ make_node_full(raft_node_id id, const raft_conf_state *conf,
 		cfg.max_inflight_msgs = test_max_inflight;
 	if (test_max_entries > 0)
 		cfg.max_msg_entries = test_max_entries;
+	if (test_read_back)
+	{
+		cfg.entry_read = test_entry_read;
+		cfg.max_cached_bytes = 0;
+	}
 	memset(&rs, 0, sizeof(rs));
 	if (hs != NULL)
 		rs.hard_state = *hs;
@@ -1413,6 +1444,184 @@ test_fuzz_arbitrary_messages(void)
 	}
 }
 
+/*
+ * Take every ready of a leader (an instant disk), keeping the payload of
+ * the last APPEND to node "to" in buf (entries joined by '|'); returns how
+ * many entries it carried, -1 if none was sent.
+ */
+static int
+collect_append_to(raft_node *node, raft_node_id to, char *buf, size_t cap)
+{
+	int			found = -1;
+	int			guard = 0;
+
+	buf[0] = '\0';
+	while (raft_has_ready(node) && guard++ < 32)
+	{
+		raft_ready	rd;
+		size_t		i;
+		size_t		k;
+
+		raft_ready_get(node, &rd);
+		for (i = 0; i < rd.num_messages; i++)
+		{
+			const raft_message *m = &rd.messages[i];
+
+			if (m->type != RAFT_MSG_APPEND || m->to != to)
+				continue;
+			buf[0] = '\0';
+			for (k = 0; k < m->num_entries; k++)
+			{
+				size_t		used = strlen(buf);
+
+				if (used + m->entries[k].len + 2 > cap)
+					break;
+				if (k > 0)
+					buf[used++] = '|';
+				memcpy(buf + used, m->entries[k].data, m->entries[k].len);
+				buf[used + m->entries[k].len] = '\0';
+			}
+			found = (int) m->num_entries;
+		}
+		raft_advance(node, &rd);
+		if (rd.must_persist)
+			raft_persisted(node, rd.persist_term, rd.persist_index);
+	}
+	return found;
+}
+
+/*
+ * A leader that keeps no applied payload in memory (max_cached_bytes 0)
+ * reads the payloads back, exactly once per entry sent, when a lagging
+ * follower needs them; a failed read sends nothing and the next heartbeat
+ * answer tries again.
+ */
+static void
+test_dropped_payloads_read_back(void)
+{
+	raft_node  *node;
+	raft_message m;
+	raft_term	term;
+	raft_index	index;
+	char		buf[256];
+	raft_status st;
+
+	test_read_back = true;
+	test_read_fails = false;
+	test_num_reads = 0;
+	memset(test_store, 0, sizeof(test_store));
+	node = make_node(1, 3);
+	test_read_back = false;
+	leader_with_commit(node);	/* noop at 1, acknowledged by node 2 */
+	st = status_of(node);
+	CHECK_EQ(raft_propose(node, "alpha", 5, &term, &index), RAFT_OK);
+	CHECK_EQ(index, 2);
+	CHECK_EQ(raft_propose(node, "beta", 4, &term, &index), RAFT_OK);
+	CHECK_EQ(index, 3);
+	test_store[2] = "alpha";
+	test_store[3] = "beta";
+	/* node 2 is replicating: it gets both from memory */
+	CHECK_EQ(collect_append_to(node, 2, buf, sizeof(buf)), 2);
+	CHECK(strcmp(buf, "alpha|beta") == 0);
+	m = msg(RAFT_MSG_APPEND_RESP, 2, 1, st.term);
+	m.index = 3;
+	step_ok(node, &m);
+	(void) collect_append_to(node, 2, buf, sizeof(buf));
+	CHECK_EQ(status_of(node).applied, 3);
+	CHECK_EQ(test_num_reads, 0);
+
+	/* node 3 answered nothing so far; now it holds the noop only */
+	test_read_fails = true;
+	m = msg(RAFT_MSG_APPEND_RESP, 3, 1, st.term);
+	m.index = 1;
+	step_ok(node, &m);
+	CHECK_EQ(collect_append_to(node, 3, buf, sizeof(buf)), -1);
+	CHECK(test_num_reads >= 1 && test_reads[0] == 2);
+
+	/* the read works again: the next heartbeat answer sends both */
+	test_read_fails = false;
+	test_num_reads = 0;
+	m = msg(RAFT_MSG_HEARTBEAT_RESP, 3, 1, st.term);
+	step_ok(node, &m);
+	CHECK_EQ(collect_append_to(node, 3, buf, sizeof(buf)), 2);
+	CHECK(strcmp(buf, "alpha|beta") == 0);
+	CHECK_EQ(test_num_reads, 2);
+	CHECK(test_reads[0] == 2 && test_reads[1] == 3);
+	raft_node_destroy(node);
+}
+
+/*
+ * A node may be restored without the payloads of normal entries it has
+ * applied, if it can read them back; never without those of unapplied
+ * entries or of membership changes.
+ */
+static void
+test_restore_without_applied_payloads(void)
+{
+	static const raft_node_id ids[] = {1, 2, 3};
+	raft_conf_state conf;
+	raft_hard_state hs = {3, 0, 2};
+	raft_entry	log[3];
+	raft_config cfg;
+	raft_restore rs;
+	raft_node  *node = NULL;
+	raft_message m;
+	char		buf[256];
+
+	conf_of(&conf, ids, 3, NULL, 0);
+	log[0] = entry(1, 1, "one");
+	log[1] = entry(2, 2, "two");
+	log[2] = entry(3, 3, "three");
+	log[0].data = NULL;
+	log[1].data = NULL;
+	raft_config_init(&cfg);
+	cfg.id = 1;
+	cfg.cluster_id = CID;
+	cfg.election_ticks = 10;
+	cfg.heartbeat_ticks = 1;
+	memset(&rs, 0, sizeof(rs));
+	rs.hard_state = hs;
+	rs.snapshot.conf = conf;
+	rs.entries = log;
+	rs.num_entries = 3;
+	rs.applied = 2;
+	/* no way to read them back */
+	CHECK_EQ(raft_node_create(&cfg, &rs, &node), RAFT_ERR_INVALID);
+	cfg.entry_read = test_entry_read;
+	/* entry 2 is not applied yet */
+	rs.applied = 1;
+	CHECK_EQ(raft_node_create(&cfg, &rs, &node), RAFT_ERR_INVALID);
+	/* a membership change keeps its payload */
+	rs.applied = 2;
+	log[1].type = RAFT_ENTRY_CONF_CHANGE;
+	CHECK_EQ(raft_node_create(&cfg, &rs, &node), RAFT_ERR_INVALID);
+	log[1].type = RAFT_ENTRY_NORMAL;
+	CHECK(node == NULL);
+
+	/* as leader, it sends 1 and 2 from storage, 3 (not committed) from memory */
+	memset(test_store, 0, sizeof(test_store));
+	test_store[1] = "one";
+	test_store[2] = "two";
+	test_read_fails = false;
+	test_num_reads = 0;
+	cfg.seed = 42;
+	CHECK_EQ(raft_node_create(&cfg, &rs, &node), RAFT_OK);
+	if (node == NULL)
+		return;
+	CHECK_EQ(test_num_reads, 0);
+	elect_node1(node, true);
+	m = msg(RAFT_MSG_APPEND_RESP, 2, 1, status_of(node).term);
+	m.reject = true;
+	m.index = 3;
+	m.reject_hint = 0;
+	step_ok(node, &m);
+	CHECK_EQ(collect_append_to(node, 2, buf, sizeof(buf)), 4);
+	CHECK(strncmp(buf, "one|two|three|", 14) == 0);
+	CHECK_EQ(test_num_reads, 2);
+	CHECK(test_reads[0] == 1 && test_reads[1] == 2);
+	raft_node_destroy(node);
+}
+
 static const test_case tests[] = {
 	{"single_node_commits_only_after_fsync", test_single_node_commits_only_after_fsync},
 	{"prevote_then_vote_messages", test_prevote_then_vote_messages},
@@ -1440,6 +1649,8 @@ static const test_case tests[] = {
 	{"outcome_unknown_after_snapshot", test_outcome_unknown_after_snapshot},
 	{"max_uncommitted_bytes", test_max_uncommitted_bytes},
 	{"fuzz_arbitrary_messages", test_fuzz_arbitrary_messages},
+	{"dropped_payloads_read_back", test_dropped_payloads_read_back},
+	{"restore_without_applied_payloads", test_restore_without_applied_payloads},
 };
 
 int

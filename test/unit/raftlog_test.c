@@ -644,11 +644,72 @@ test_roundtrip(void)
 	raftlog_entries_free(&storage);
 
 	/* restore for the Raft engine */
-	CHECK_OK(raftlog_load(log, &restore, &storage));
+	CHECK_OK(raftlog_load(log, 1, &restore, &storage));
 	CHECK(restore.num_entries == 2100 && restore.entries[0].index == 1 &&
 		  restore.entries[2099].index == 2100 && restore.snapshot.index == 0 &&
 		  restore.applied == 0, "raft_restore");
 	raftlog_entries_free(&storage);
+
+	/* without the payloads of what the state machine holds (1..2000) */
+	CHECK_OK(raftlog_load(log, 2001, &restore, &storage));
+	CHECK(restore.num_entries == 2100, "restore without payloads: %zu entries",
+		  restore.num_entries);
+	for (i = 0; i < restore.num_entries; i++)
+	{
+		const raft_entry *e = &restore.entries[i];
+		bool		want_data = e->len > 0 &&
+			(e->index >= 2001 || e->type != RAFT_ENTRY_NORMAL);
+
+		if (e->index != i + 1 || (e->data != NULL) != want_data ||
+			(e->index < 2001 && e->len != payload_len(7, i + 1, 300)))
+		{
+			CHECK(false, "restored entry %" PRIu64 ": len %zu, data %s",
+				  e->index, e->len, e->data ? "present" : "absent");
+			break;
+		}
+	}
+	CHECK(restore.entries[2000].len == 10000 &&
+		  memcmp(restore.entries[2000].data, bigbuf, 10000) == 0, "2001 restored");
+	raftlog_entries_free(&storage);
+
+	/*
+	 * Read-back of single payloads: forwards through many segments, then
+	 * backwards, then a wrong term or length is refused.
+	 */
+	{
+		uint8_t		got[10000];
+		raft_index	k;
+		bool		ok = true;
+
+		for (k = 1; k <= 2000 && ok; k += (k < 100 ? 1 : 37))
+		{
+			size_t		len = payload_len(7, k, 300);
+			uint8_t		want[301];
+
+			payload_fill(7, k, want, len);
+			ok = raftlog_read_payload(log, k, M.term[k], got, len) == RAFTLOG_OK &&
+				memcmp(got, want, len) == 0;
+			CHECK(ok, "read back %" PRIu64 ": %s", k, raftlog_errmsg(log));
+		}
+		for (k = 1990; k > 290 && ok; k -= 290)
+		{
+			size_t		len = payload_len(7, k, 300);
+			uint8_t		want[301];
+
+			payload_fill(7, k, want, len);
+			ok = raftlog_read_payload(log, k, M.term[k], got, len) == RAFTLOG_OK &&
+				memcmp(got, want, len) == 0;
+			CHECK(ok, "read back %" PRIu64 " going backwards", k);
+		}
+		CHECK_OK(raftlog_read_payload(log, 2001, 5, got, 10000));
+		CHECK(memcmp(got, bigbuf, 10000) == 0, "read back 2001");
+		CHECK(raftlog_read_payload(log, 2001, 4, got, 10000) == RAFTLOG_ERR_INVALID,
+			  "wrong term refused");
+		CHECK(raftlog_read_payload(log, 2001, 5, got, 9999) == RAFTLOG_ERR_INVALID,
+			  "wrong length refused");
+		CHECK(raftlog_read_payload(log, 2101, 5, got, 1) == RAFTLOG_ERR_INVALID,
+			  "beyond the end refused");
+	}
 
 	/* keep appending after recovery, then reopen once more */
 	CHECK_OK(model_append(log, 2101, 2300, 6, 9));
@@ -661,6 +722,27 @@ test_roundtrip(void)
 		CHECK_OK(raftlog_read(log, 2101, 2300, &storage));
 		CHECK(storage.count == 200 && storage.entries[0].term == 6, "tail");
 		raftlog_entries_free(&storage);
+		/* read back from the last segment while it grows, across a cut */
+		{
+			uint8_t		got[301];
+			size_t		len = payload_len(9, 2300, 300);
+			uint8_t		want[301];
+
+			payload_fill(9, 2300, want, len);
+			CHECK_OK(raftlog_read_payload(log, 2300, 6, got, len));
+			CHECK(memcmp(got, want, len) == 0, "read back 2300");
+			CHECK_OK(model_append(log, 2301, 2310, 6, 10));
+			len = payload_len(10, 2305, 300);
+			payload_fill(10, 2305, want, len);
+			CHECK_OK(raftlog_read_payload(log, 2305, 6, got, len));
+			CHECK(memcmp(got, want, len) == 0, "read back appended 2305");
+			CHECK_OK(raftlog_truncate_from(log, 2303));
+			CHECK_OK(model_append(log, 2303, 2306, 7, 11));
+			len = payload_len(11, 2305, 300);
+			payload_fill(11, 2305, want, len);
+			CHECK_OK(raftlog_read_payload(log, 2305, 7, got, len));
+			CHECK(memcmp(got, want, len) == 0, "read back 2305 after the cut");
+		}
 		CHECK_OK(raftlog_close(log));
 	}
 done_free:

@@ -1,0 +1,172 @@
+
+# Copyright (c) chronicle_raft authors
+#
+# A replication worker's memory does not grow with what it replicates: the
+# Raft engine keeps only the newest 16 MB of applied payloads in memory and
+# reads older ones back from its durable log when a follower that was down
+# needs them (src/raft/raft.h, max_cached_bytes), and the worker's memory
+# contexts do not grow with the transactions it serves.  About 150 MB of
+# events go through the leader while a follower is down; then the leader
+# restarts (it starts without loading the payloads it has applied), takes
+# the leadership back, and the follower catches up from the leader's log,
+# not by snapshot, ending identical to the others.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use ChronicleTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# no compaction: the returning follower must catch up from the log
+my ($nodes_ref) = start_cluster('r', 3, "chronicle_raft.max_log_size = '1GB'\n");
+my @nodes = @$nodes_ref;
+
+sub role { return $_[0]->safe_psql('postgres', 'SELECT role FROM chronicle.status()'); }
+sub node_id { return $_[0]->safe_psql('postgres', 'SELECT node_id FROM chronicle.status()'); }
+
+sub worker_pid
+{
+	return $_[0]->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'chronicle_raft'");
+}
+
+# Resident anonymous memory of a process in kB (its heap), from /proc.
+sub rss_anon_kb
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/status") or return -1;
+	while (<$fh>)
+	{
+		return $1 if /^RssAnon:\s+(\d+)\s+kB/;
+	}
+	return -1;
+}
+
+# The worker's PostgreSQL memory contexts in bytes, as it logs them.
+sub context_bytes
+{
+	my ($node, $pid) = @_;
+	my $off = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+	my $total = -1;
+	wait_for(sub {
+		my $log = slurp_file($node->logfile, $off);
+		return 0 unless $log =~ /Grand total: (\d+) bytes/;
+		$total = $1;
+		return 1;
+	});
+	return $total;
+}
+
+ok(wait_for(sub { grep { role($_) eq 'leader' } @nodes }), 'a leader is elected');
+my ($leader) = grep { role($_) eq 'leader' } @nodes;
+my ($down) = grep { $_ != $leader } @nodes;
+my ($other) = grep { $_ != $leader && $_ != $down } @nodes;
+$leader->safe_psql('postgres', 'CREATE TABLE ev (ts bigint NOT NULL, v int8, pad text) USING chronicle');
+ok(wait_for(sub { $down->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'ev'") eq '1' }),
+	'the stream exists everywhere');
+$down->stop;
+my $down_log_off = -s $down->logfile;
+
+# 24 transactions of 200000 events of about 30 bytes (about 150 MB of
+# entries), four at a time: the worker then also proposes right after it
+# applied, in the same loop iteration
+my $per = 200000;
+my $rounds = 24;
+for my $wave (0 .. 5)
+{
+	my @pids;
+	for my $k (1 .. 4)
+	{
+		my $round = $wave * 4 + $k;
+		push @pids, psql_in_background($leader,
+			"INSERT INTO ev SELECT $round * 1000000 + g, g % 1000, repeat('p', 10) FROM generate_series(1, $per) g",
+			$leader->basedir . "/insert_$round.err");
+	}
+	for my $p (@pids)
+	{
+		waitpid($p, 0);
+		is($? >> 8, 0, "a concurrent insert of wave $wave committed");
+	}
+}
+my $total = $per * $rounds;
+
+# many small transactions from eight sessions: the worker proposes after
+# an apply in the same loop iteration all the time, and what it allocates
+# then must still be freed with its loop's memory
+my $pid = worker_pid($leader);
+my $cxt_before = context_bytes($leader, $pid);
+my $script = $leader->basedir . '/small.sql';
+open(my $fh, '>', $script) or die "could not write $script: $!";
+print $fh "INSERT INTO ev VALUES (900000000 + $_, 1, 'small');\n" for 1 .. 500;
+close $fh;
+{
+	my @pids;
+	my $bindir = $leader->config_data('--bindir');
+	for my $k (1 .. 8)
+	{
+		my $child = fork();
+		die "fork failed" unless defined $child;
+		if ($child == 0)
+		{
+			exec("$bindir/psql", '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', $leader->host,
+				'-p', $leader->port, '-d', 'postgres', '-o', '/dev/null', '-f', $script);
+		}
+		push @pids, $child;
+	}
+	my $failed = 0;
+	for my $child (@pids)
+	{
+		waitpid($child, 0);
+		$failed++ if $? != 0;
+	}
+	is($failed, 0, 'eight sessions committed 500 single-row transactions each');
+}
+my $cxt_after = context_bytes($leader, $pid);
+note("leader worker memory contexts: $cxt_before bytes before, $cxt_after after 4000 small transactions");
+ok($cxt_after - $cxt_before < 256 * 1024,
+	"the worker's memory contexts did not grow with 4000 transactions ($cxt_before -> $cxt_after bytes)");
+$total += 8 * 500;
+
+is($leader->safe_psql('postgres', 'SELECT count(*) FROM ev'), $total, "the leader holds $total events");
+my $anon = rss_anon_kb($pid);
+note("leader worker $pid: RssAnon $anon kB after about 150 MB of entries");
+ok($anon > 0 && $anon < 120 * 1024,
+	"the leader's worker keeps under 120 MB of heap after about 150 MB of entries ($anon kB)");
+
+# the leader restarts: it reloads only the payloads it has not applied
+my $leader_id = node_id($leader);
+$leader->restart;
+ok(wait_for(sub { grep { role($_) eq 'leader' } ($leader, $other) }, 60), 'a leader again after the restart');
+if (role($leader) ne 'leader')
+{
+	my ($now) = grep { role($_) eq 'leader' } ($leader, $other);
+	$now->safe_psql('postgres', "SELECT chronicle.transfer_leadership($leader_id)");
+}
+ok(wait_for(sub { role($leader) eq 'leader' }, 60), 'the restarted node leads');
+$anon = rss_anon_kb(worker_pid($leader));
+ok($anon > 0 && $anon < 120 * 1024, "after the restart its worker holds under 120 MB of heap ($anon kB)");
+
+# the follower returns and catches up from that log
+my $leader_log_off = -s $leader->logfile;
+$down->start;
+ok(wait_for(sub { $down->safe_psql('postgres', 'SELECT count(*) FROM ev') eq $total }, 120),
+	"the returning follower catches up to $total events");
+my $down_log = slurp_file($down->logfile, $down_log_off);
+unlike($down_log, qr/installed snapshot/, 'it caught up from the log, without a snapshot');
+unlike(slurp_file($leader->logfile, $leader_log_off), qr/could not read back entry/,
+	'the leader read every entry back from its log');
+
+my $agg = "SELECT count(*), sum(v), min(ts), max(ts), count(DISTINCT ts) FROM ev";
+my $want = $leader->safe_psql('postgres', $agg);
+is($want, "$total|" . (($per / 1000) * 499500 * $rounds + 4000) . "|1000001|900000500|" . ($total - 3500),
+	'the leader holds exactly the events inserted');
+is($down->safe_psql('postgres', $agg), $want, 'the returning follower is identical');
+is($other->safe_psql('postgres', $agg), $want, 'the other follower is identical');
+
+$_->stop for @nodes;
+done_testing();
