@@ -97,6 +97,7 @@
 #define SNAPSHOT_CHUNK_BYTES (4 * 1024 * 1024)
 #define ENTRY_MAX_BYTES		((Size) 40 * 1024 * 1024)	/* below the 64 MB frame */
 #define OVERLAP_SEND_BYTES	((Size) 256 * 1024)	/* see process_ready */
+#define APPLY_DURING_WRITE_BYTES	((Size) 64 * 1024)	/* see process_ready */
 #define COMPACTED_FILE_INTERVAL_MS	50	/* see remove_compacted_files */
 #define COMPACTED_FILE_BYTES		((uint64) 16 * 1024 * 1024)
 #define ENGINE_CACHE_BYTES	((uint64) 16 * 1024 * 1024)	/* see engine_entry_read */
@@ -2194,6 +2195,9 @@ forward_queued(uint64 leader)
 			ws.nfwd++;
 		}
 	}
+	/* out now, not after one more wait for a writable socket */
+	if (n > 0)
+		conn_on_writable(peer->conn);
 }
 
 /* A forwarded batch was applied here (or its fate is known otherwise). */
@@ -2703,6 +2707,25 @@ drive_snapshot_writer(void)
 	}
 }
 
+/* A ready's committed entries: tell their waiters, then apply them. */
+static void
+apply_ready_committed(const raft_ready *rd)
+{
+	size_t		i;
+
+	for (i = 0; i < rd->num_committed; i++)
+		mark_committed(&rd->committed[i]);
+	for (i = 0; i < rd->num_committed; i++)
+	{
+		const raft_entry *e = &rd->committed[i];
+
+		/* in log order: none may overtake entries waiting in the log */
+		if (ws.writer == NULL && ws.apply_target <= ws.applied)
+			(void) apply_committed(e);
+		ws.apply_target = Max(ws.apply_target, e->index);
+	}
+}
+
 static void
 process_ready(void)
 {
@@ -2714,7 +2737,9 @@ process_ready(void)
 		raft_index	pindex;
 		bool		must_persist;
 		Size		entry_bytes;
+		Size		committed_bytes;
 		bool		overlap;
+		bool		apply_first;
 
 		raft_ready_get(ws.node, &rd);
 		for (i = 0; i < rd.num_snapshot_chunks; i++)
@@ -2739,6 +2764,22 @@ process_ready(void)
 		for (i = 0; i < rd.num_entries; i++)
 			entry_bytes += rd.entries[i].len;
 		overlap = entry_bytes >= OVERLAP_SEND_BYTES;
+
+		/*
+		 * Committed entries are durable here already, so they may be applied
+		 * before this ready's own entries are: when they are small, while
+		 * the disk writes those (a follower's APPEND usually carries the
+		 * commit of the previous entry with the next one).  Their sessions
+		 * then need not wait for that write, and its acknowledgement waits
+		 * for nothing, the apply taking less time than the write.  A large
+		 * apply would hold the acknowledgement back: it comes after.
+		 */
+		committed_bytes = 0;
+		for (i = 0; i < rd.num_committed; i++)
+			committed_bytes += rd.committed[i].len;
+		apply_first = rd.num_committed > 0 && rd.num_entries > 0 &&
+			committed_bytes < APPLY_DURING_WRITE_BYTES;
+
 		send_messages(rd.messages, rd.num_messages);
 		flush_outputs(overlap ? (ws.npeers + 1) / 2 : ws.npeers);
 		if (rd.num_entries > 0)
@@ -2750,11 +2791,14 @@ process_ready(void)
 				log_fail("append");
 			for (i = 0; i < rd.num_entries; i++)
 				ws.log_bytes += rd.entries[i].len + 32;
-			if (overlap && rd.must_persist && raftlog_start_sync(ws.log) != RAFTLOG_OK)
+			if ((overlap || apply_first) && rd.must_persist &&
+				raftlog_start_sync(ws.log) != RAFTLOG_OK)
 				log_fail("write");
 		}
 		if (overlap)
 			flush_outputs(ws.npeers);
+		if (apply_first)
+			apply_ready_committed(&rd);
 		if (rd.must_persist && raftlog_sync(ws.log) != RAFTLOG_OK)
 			log_fail("fsync");
 		if (rd.hard_state_changed)
@@ -2783,17 +2827,8 @@ process_ready(void)
 		send_messages(rd.persist_messages, rd.num_persist_messages);
 		flush_outputs(ws.npeers);
 
-		for (i = 0; i < rd.num_committed; i++)
-			mark_committed(&rd.committed[i]);
-		for (i = 0; i < rd.num_committed; i++)
-		{
-			const raft_entry *e = &rd.committed[i];
-
-			/* in log order: none may overtake entries waiting in the log */
-			if (ws.writer == NULL && ws.apply_target <= ws.applied)
-				(void) apply_committed(e);
-			ws.apply_target = Max(ws.apply_target, e->index);
-		}
+		if (!apply_first)
+			apply_ready_committed(&rd);
 		for (i = 0; i < rd.num_read_states; i++)
 			read_state_received(&rd.read_states[i]);
 		for (i = 0; i < rd.num_outcomes; i++)
