@@ -669,47 +669,60 @@ collect_batch(const char *p, const char *end, StreamRows **streams, int *nstream
 }
 
 /*
- * The first stream of an event batch that is not a stream here, or NULL.
- * Called where the batch stands in the log (the entry's earlier DDL is
- * applied), and every node holds the same streams there, so a batch whose
- * stream was dropped or renamed before it is refused alike everywhere.
- * Streams in known (collected since the entry's last DDL) were checked
- * already and are not looked up again.  Malformed batches are left to
- * collect_batch to report.
+ * Where the collected events stood before a batch (or a large transaction's
+ * parts) was collected, so that it can be taken back whole.
+ */
+typedef struct CollectMark
+{
+	int			nstreams;
+	int64	   *nrows;
+	uint32		seq;
+} CollectMark;
+
+static void
+collect_mark(CollectMark *m, const StreamRows *streams, int nstreams, uint32 seq)
+{
+	int			k;
+
+	m->nstreams = nstreams;
+	m->nrows = palloc(sizeof(int64) * Max(nstreams, 1));
+	for (k = 0; k < nstreams; k++)
+		m->nrows[k] = streams[k].nrows;
+	m->seq = seq;
+}
+
+static void
+collect_undo(const CollectMark *m, StreamRows *streams, int *nstreams, uint32 *seq)
+{
+	int			k;
+
+	for (k = 0; k < m->nstreams; k++)
+		streams[k].nrows = m->nrows[k];
+	*nstreams = m->nstreams;
+	*seq = m->seq;
+}
+
+/*
+ * The first stream collected since the mark that is not a stream here, or
+ * NULL.  Called where the batch stands in the log (the entry's earlier DDL
+ * is applied), and every node holds the same streams there, so a batch
+ * whose stream was dropped or renamed before it is refused alike
+ * everywhere.  Streams collected before the mark (since the entry's last
+ * DDL) were checked then.
  */
 static char *
-batch_missing_stream(const char *p, const char *end, const StreamRows *known, int nknown)
+collected_missing_stream(const CollectMark *m, const StreamRows *streams, int nstreams)
 {
-	while (p < end)
+	int			k;
+
+	for (k = m->nstreams; k < nstreams; k++)
 	{
-		uint16		namelen;
-		char		name[NAMEDATALEN * 2 + 8];
-		uint32		nrows;
-		uint32		r;
-		int			k;
-		Oid			relid = InvalidOid;
+		Oid			relid;
 
-		if (!take(&p, end, &namelen, sizeof(namelen)) || namelen == 0xFFFF ||
-			!take_section(&p, end, namelen, name, sizeof(name), &nrows))
-			return NULL;
-		for (r = 0; r < nrows; r++)
-		{
-			uint16		len;
-
-			if (!take(&p, end, &len, sizeof(len)) || end - p < len)
-				return NULL;
-			p += len;
-		}
-		/* collected since the last DDL of the entry: checked already */
-		for (k = 0; k < nknown; k++)
-			if (strcmp(known[k].name, name) == 0)
-				break;
-		if (k < nknown)
-			continue;
-		relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(name)),
+		relid = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(streams[k].name)),
 								 NoLock, true);
 		if (!OidIsValid(relid) || !relid_is_stream(relid))
-			return pstrdup(name);
+			return streams[k].name;
 	}
 	return NULL;
 }
@@ -988,7 +1001,8 @@ apply_part(const raft_entry *e, const EntryBatch *batch, StreamRows **streams, i
 	int			i;
 	char	   *ddl;
 	char	   *search_path;
-	char	   *missing = NULL;
+	char	   *missing;
+	CollectMark mark;
 
 	memcpy(&hdr, batch->data, sizeof(hdr));
 	switch (hdr.kind)
@@ -1016,16 +1030,17 @@ apply_part(const raft_entry *e, const EntryBatch *batch, StreamRows **streams, i
 	parts_discard(&hdr, PARTS_OF_TXN);
 	if (hdr.nparts == 0 || nparts != (int) hdr.nparts - 1)
 		return "a part of the transaction's events was not committed (the leader changed meanwhile)";
-	for (i = 0; i < nparts && missing == NULL; i++)
-		missing = batch_missing_stream(datas[i], datas[i] + lens[i], *streams, *nstreams);
-	if (missing == NULL)
-		missing = batch_missing_stream(body, end, *streams, *nstreams);
-	if (missing != NULL)
-		return psprintf("stream %s was dropped or renamed before its events were applied", missing);
+	collect_mark(&mark, *streams, *nstreams, *seq);
 	for (i = 0; i < nparts; i++)
 		collect_batch(datas[i], datas[i] + lens[i], streams, nstreams, seq, &ddl, &search_path);
 	collect_batch(body, end, streams, nstreams, seq, &ddl, &search_path);
-	return NULL;
+	/* all or nothing: none of the transaction's events is applied */
+	if ((missing = collected_missing_stream(&mark, *streams, *nstreams)) != NULL)
+	{
+		missing = psprintf("stream %s was dropped or renamed before its events were applied", missing);
+		collect_undo(&mark, *streams, nstreams, seq);
+	}
+	return missing;
 }
 
 /*
@@ -1049,7 +1064,7 @@ apply_streams(raft_index index, int step, StreamRows *streams, int *nstreams)
 		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), RowExclusiveLock, true);
 		Relation	rel;
 
-		/* batch_missing_stream() refused batches of missing streams */
+		/* collected_missing_stream() refused batches of missing streams */
 		if (!OidIsValid(relid) || !relid_is_stream(relid))
 			elog(ERROR, "Raft entry %llu has events for \"%s\", which is not a stream here",
 				 (unsigned long long) index, s->name);
@@ -1484,6 +1499,7 @@ apply_entry(const raft_entry *e)
 		char	   *ddl;
 		char	   *search_path = NULL;
 		char	   *missing;
+		CollectMark mark;
 
 		if (!take_batch(&p, end, &batch))
 			elog(ERROR, "malformed batch header in Raft entry %llu", (unsigned long long) e->index);
@@ -1504,7 +1520,10 @@ apply_entry(const raft_entry *e)
 			}
 			continue;
 		}
-		if ((missing = batch_missing_stream(batch.data, batch.data + batch.len, streams, nstreams)) != NULL)
+		collect_mark(&mark, streams, nstreams, seq);
+		collect_batch(batch.data, batch.data + batch.len, &streams, &nstreams, &seq,
+					  &ddl, &search_path);
+		if ((missing = collected_missing_stream(&mark, streams, nstreams)) != NULL)
 		{
 			/* all or nothing: none of the transaction's events is applied */
 			if (batch.origin == (uint64) chronicle_node_id)
@@ -1516,10 +1535,9 @@ apply_entry(const raft_entry *e)
 						 "stream %s was dropped or renamed before its events were applied", missing);
 				ndone++;
 			}
+			collect_undo(&mark, streams, &nstreams, &seq);
 			continue;
 		}
-		collect_batch(batch.data, batch.data + batch.len, &streams, &nstreams, &seq,
-					  &ddl, &search_path);
 		if (batch.origin == (uint64) chronicle_node_id)
 		{
 			done[ndone].slot = batch.slot;

@@ -196,5 +196,39 @@ $other->safe_psql('postgres', 'INSERT INTO s2 VALUES (502, -502)');
 ok(wait_for(sub { same_everywhere('s2') && digest($f, 's2') =~ /^503:/ }), 'and every node goes on applying');
 is(join(',', map { apply_error($_) } @nodes), ',,', 'no node stopped');
 
+# ---------------------------------------------- queued batches behind a DROP
+
+# Three transactions wait in an isolated node's queue (commit_wait = off
+# lets their sessions go) while the cluster drops one of their streams;
+# when the node returns they are forwarded and usually travel in one entry
+# behind the DROP.  The one that touches the dropped stream is refused
+# whole, also its event for s2, a stream the entry's earlier batch already
+# holds events for; the ones before and after it apply.
+$leader->safe_psql('postgres', 'CREATE TABLE dd (ts bigint NOT NULL, v int8) USING chronicle');
+ok(wait_for(sub { (grep { $_->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'dd'") eq '1' } @nodes) == 3 }),
+	'stream dd exists everywhere');
+$other->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = on\n");
+$other->reload;
+ok(wait_for(sub { $other->safe_psql('postgres', 'SELECT coalesce(leader_id, 0) FROM chronicle.status()') eq '0' }, 20),
+	'the isolated node no longer knows a leader');
+$other->safe_psql('postgres', q{
+SET chronicle_raft.commit_wait = off;
+INSERT INTO s2 VALUES (900000, 0);
+BEGIN; INSERT INTO s2 VALUES (900001, 1); INSERT INTO dd VALUES (900001, 1); COMMIT;
+INSERT INTO s2 VALUES (900002, 2);
+});
+$leader->safe_psql('postgres', 'DROP TABLE dd');
+ok(wait_for(sub { $f->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'dd'") eq '0' }),
+	'the drop applies on the connected nodes');
+$other->append_conf('postgresql.conf', "chronicle_raft.debug_isolate = off\n");
+$other->reload;
+ok(wait_for(sub { (grep { $_->safe_psql('postgres', 'SELECT count(*) FROM s2 WHERE ts >= 900000') eq '2' } @nodes) == 3 }),
+	'the batches before and after the refused one apply on every node');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT string_agg(ts::text, \'/\' ORDER BY ts) FROM s2 WHERE ts >= 900000') } @nodes),
+	'900000/900002,900000/900002,900000/900002',
+	'the transaction with an event for the dropped stream is refused whole, on every node');
+ok(wait_for(sub { same_everywhere('s2') }), 'every node holds the same events');
+is(join(',', map { apply_error($_) } @nodes), ',,', 'no node stopped');
+
 $_->stop for @nodes;
 done_testing();
