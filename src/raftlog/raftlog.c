@@ -7,8 +7,10 @@
  *
  * What it owns.  In its directory: "raftlog.lock" (an fcntl lock held while
  * open, so two processes never write the same log), "raft-state" (hard state
- * and snapshot meta), "log-<first index, 16 hex digits>.seg" (segments), and
- * "*.tmp" files while a file is being created.  Other files are left alone.
+ * and snapshot meta), "log-<first index, 16 hex digits>.seg" (segments),
+ * "spare-<16 hex digits>" (compacted segment files kept for reuse, see
+ * opts.spare_bytes) and "*.tmp" files while a file is being created.  Other
+ * files are left alone.
  * Formats (all integers little-endian; docs/raft-log.md has the tables):
  *
  *	raft-state: two 852-byte copies at offsets 0 and 4096, each with magic,
@@ -17,10 +19,11 @@
  *	highest sequence number among those that pass their CRC is current.
  *
  *	segment: a 48-byte header (magic, version, cluster id, first index,
- *	term of the entry before the first one, CRC-32C), then records: a
- *	32-byte header (CRC-32C of everything after the CRC field including
+ *	term of the entry before the first one, flags, CRC-32C), then records:
+ *	a 32-byte header (CRC-32C of everything after the CRC field including
  *	the payload, payload length, term, index, entry type, zero) and the
- *	payload.
+ *	payload.  Flag 1: made from a spare, so older records (of lower
+ *	indexes) may follow the last one.
  *
  * Invariants after raftlog_open() and after every call that returns OK:
  *	- Segments hold consecutive indexes; each header's prev_term is the term
@@ -74,6 +77,15 @@
  *	6. After any failed write, fsync, truncate, rename or unlink the handle
  *	   is broken (see raftlog.h): the kernel may have dropped the dirty
  *	   pages, so nothing is retried and nothing more is acknowledged.
+ *	7. Spares: raftlog_remove_compacted() renames a compacted segment to
+ *	   "spare-N" (no fsync: a crash that undoes it leaves a covered segment,
+ *	   which recovery deletes) while the spares stay within
+ *	   opts.spare_bytes and RL_MAX_SPARES files, else deletes it.  A new segment takes a spare by
+ *	   renaming it to "<name>.tmp" and writing a header with flag 1, then
+ *	   goes on by rule 1.  Only compacted segments become spares, so the
+ *	   older records in a spare all have indexes below any new segment's
+ *	   first one; sealing cuts them off a segment (rule 2), and so does
+ *	   raftlog_close() for the last one.
  *
  * Recovery (raftlog_open) first reads everything and decides, and only then
  * repairs, so that an error leaves the files as they were for inspection.  A
@@ -86,7 +98,11 @@
  * proves nothing, and nothing after a hole may be applied.  The same damage
  * in an earlier segment, a record that passes its CRC but has the wrong
  * index or a decreasing term, a bad header, or a log that ends before the
- * stored commit index is an error: the node must not start on it.
+ * stored commit index is an error: the node must not start on it.  In a
+ * last segment made from a spare, a valid record of an index below the
+ * segment's first one also ends the log (an older record of the spare);
+ * whatever follows the log there is cut, counted as stale rather than torn
+ * (a torn write cannot be told from the spare's older records).
  *
  * src/raftlog/raftlog.c
  *
@@ -124,6 +140,7 @@
 
 #define RL_SEG_HEADER_SIZE	48
 #define RL_SEG_HDR_CRC_OFF	40	/* CRC covers bytes [0, 40) */
+#define RL_SEG_FLAG_RECYCLED UINT64_C(1)	/* header bytes 32..39 */
 
 #define RL_REC_HEADER_SIZE	32	/* CRC covers bytes [4, 32) + payload */
 
@@ -136,6 +153,9 @@
 #define RL_STATE_TMP		"raft-state.tmp"
 #define RL_LOCK_FILE		"raftlog.lock"
 #define RL_SEG_NAME_LEN		24	/* "log-" + 16 hex + ".seg" */
+#define RL_SPARE_PREFIX		"spare-"
+#define RL_SPARE_NAME_LEN	22	/* "spare-" + 16 hex */
+#define RL_MAX_SPARES		64	/* however small they are */
 
 #define RL_READ_CHUNK		((size_t) 256 * 1024)
 #define RL_ARENA_CHUNK		((size_t) 1024 * 1024)
@@ -159,6 +179,7 @@ typedef struct rl_segment
 	raft_index	last;			/* index of its last record; first-1 if none */
 	raft_term	prev_term;		/* term of entry first-1 */
 	uint64_t	size;			/* bytes, including still-buffered ones */
+	bool		recycled;		/* made from a spare (header flag 1) */
 } rl_segment;
 
 struct raftlog
@@ -182,6 +203,12 @@ struct raftlog
 								 * files are still to remove, oldest first */
 	size_t		ndoomed;
 	size_t		doomed_cap;
+	uint64_t   *spare_ids;		/* "spare-<id>" files, newest last */
+	uint64_t   *spare_sizes;
+	size_t		nspares;
+	size_t		spares_cap;
+	uint64_t	spare_total;	/* bytes of all spares */
+	uint64_t	next_spare_id;
 
 	uint8_t    *wbuf;			/* records not yet written to active_fd */
 	size_t		wlen;
@@ -350,6 +377,64 @@ parse_seg_name(const char *name, raft_index *first)
 	}
 	*first = v;
 	return true;
+}
+
+static void
+spare_name(char *buf, size_t size, uint64_t id)
+{
+	snprintf(buf, size, RL_SPARE_PREFIX "%016" PRIx64, id);
+}
+
+static bool
+parse_spare_name(const char *name, uint64_t *id)
+{
+	uint64_t	v = 0;
+	int			i;
+
+	if (strlen(name) != RL_SPARE_NAME_LEN ||
+		strncmp(name, RL_SPARE_PREFIX, strlen(RL_SPARE_PREFIX)) != 0)
+		return false;
+	for (i = (int) strlen(RL_SPARE_PREFIX); i < RL_SPARE_NAME_LEN; i++)
+	{
+		char		c = name[i];
+
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t) (c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t) (c - 'a' + 10);
+		else
+			return false;
+	}
+	*id = v;
+	return true;
+}
+
+/* Remember spare file id of size bytes (newest last). */
+static int
+spare_add(raftlog *log, uint64_t id, uint64_t size)
+{
+	if (log->nspares == log->spares_cap)
+	{
+		size_t		cap = log->spares_cap ? log->spares_cap * 2 : 16;
+		uint64_t   *ids = realloc(log->spare_ids, cap * sizeof(uint64_t));
+		uint64_t   *sizes;
+
+		if (ids == NULL)
+			return RAFTLOG_ERR_NOMEM;
+		log->spare_ids = ids;
+		sizes = realloc(log->spare_sizes, cap * sizeof(uint64_t));
+		if (sizes == NULL)
+			return RAFTLOG_ERR_NOMEM;
+		log->spare_sizes = sizes;
+		log->spares_cap = cap;
+	}
+	log->spare_ids[log->nspares] = id;
+	log->spare_sizes[log->nspares] = size;
+	log->nspares++;
+	log->spare_total += size;
+	if (id >= log->next_spare_id)
+		log->next_spare_id = id + 1;
+	return RAFTLOG_OK;
 }
 
 /* pwrite all of buf; -1 with errno on failure. */
@@ -683,7 +768,7 @@ state_load(raftlog *log, raftlog_recovery *rec)
  */
 static void
 seg_header_encode(const raftlog *log, raft_index first, raft_term prev_term,
-				  uint8_t *p)
+				  uint64_t flags, uint8_t *p)
 {
 	memset(p, 0, RL_SEG_HEADER_SIZE);
 	put_u32(p + 0, RL_SEG_MAGIC);
@@ -691,7 +776,7 @@ seg_header_encode(const raftlog *log, raft_index first, raft_term prev_term,
 	put_u64(p + 8, log->cluster_id);
 	put_u64(p + 16, first);
 	put_u64(p + 24, prev_term);
-	/* bytes 32..39 reserved, zero */
+	put_u64(p + 32, flags);
 	put_u32(p + RL_SEG_HDR_CRC_OFF, raftlog_crc32c(0, p, RL_SEG_HDR_CRC_OFF));
 	/* bytes 44..47 reserved, zero */
 }
@@ -699,7 +784,7 @@ seg_header_encode(const raftlog *log, raft_index first, raft_term prev_term,
 /* Open a segment and check its header against its name and cluster. */
 static int
 seg_open_check(raftlog *log, raft_index first, int flags, int *fd_out,
-			   raft_term *prev_term, uint64_t *file_size)
+			   raft_term *prev_term, uint64_t *file_size, bool *recycled)
 {
 	char		name[64];
 	uint8_t		h[RL_SEG_HEADER_SIZE];
@@ -739,8 +824,8 @@ seg_open_check(raftlog *log, raft_index first, int flags, int *fd_out,
 				log->dir, name, get_u64(h + 8), log->cluster_id);
 		return RAFTLOG_ERR_CLUSTER_ID;
 	}
-	if (get_u32(h + 4) != RL_FORMAT_VERSION || get_u64(h + 32) != 0 ||
-		get_u32(h + 44) != 0)
+	if (get_u32(h + 4) != RL_FORMAT_VERSION ||
+		(get_u64(h + 32) & ~RL_SEG_FLAG_RECYCLED) != 0 || get_u32(h + 44) != 0)
 	{
 		close(fd);
 		set_err(log, "segment \"%s/%s\" has unsupported format version %u",
@@ -756,6 +841,7 @@ seg_open_check(raftlog *log, raft_index first, int flags, int *fd_out,
 	}
 	*prev_term = get_u64(h + 24);
 	*file_size = (uint64_t) st.st_size;
+	*recycled = (get_u64(h + 32) & RL_SEG_FLAG_RECYCLED) != 0;
 	*fd_out = fd;
 	return RAFTLOG_OK;
 }
@@ -1024,6 +1110,7 @@ seg_start(raftlog *log, raft_index first, raft_term prev_term)
 	uint8_t		h[RL_SEG_HEADER_SIZE];
 	int			rc;
 	int			fd;
+	bool		recycled;
 	rl_segment *s;
 
 	rc = segs_reserve(log, log->nsegs + 1);
@@ -1058,10 +1145,34 @@ seg_start(raftlog *log, raft_index first, raft_term prev_term)
 
 	seg_name(name, sizeof(name), first, false);
 	seg_name(tmp, sizeof(tmp), first, true);
-	seg_header_encode(log, first, prev_term, h);
-	fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	/* rule 7: the newest spare, whose pages are the likeliest still cached */
+	fd = -1;
+	recycled = false;
+	if (log->nspares > 0)
+	{
+		char		sname[64];
+
+		log->nspares--;
+		log->spare_total -= log->spare_sizes[log->nspares];
+		spare_name(sname, sizeof(sname), log->spare_ids[log->nspares]);
+		if (renameat(log->dirfd, sname, log->dirfd, tmp) == 0)
+		{
+			fd = openat(log->dirfd, tmp, O_RDWR | O_CLOEXEC);
+			if (fd < 0)
+				return err_sys_broken(log, "open", tmp);
+			recycled = true;
+		}
+		else if (errno != ENOENT)
+			return err_sys_broken(log, "rename", sname);
+	}
 	if (fd < 0)
-		return err_sys_broken(log, "create", tmp);
+	{
+		fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return err_sys_broken(log, "create", tmp);
+	}
+	seg_header_encode(log, first, prev_term, recycled ? RL_SEG_FLAG_RECYCLED : 0, h);
 	if (write_full(fd, h, sizeof(h), 0) != 0)
 	{
 		int			save = errno;
@@ -1103,6 +1214,7 @@ seg_start(raftlog *log, raft_index first, raft_term prev_term)
 	s->last = first - 1;
 	s->prev_term = prev_term;
 	s->size = RL_SEG_HEADER_SIZE;
+	s->recycled = recycled;
 	log->active_fd = fd;
 	log->wbuf_off = RL_SEG_HEADER_SIZE;
 	log->wlen = 0;
@@ -1345,6 +1457,33 @@ scan_dir(raftlog *log, raft_index **firsts, size_t *n, raftlog_recovery *rec)
 			}
 			(*firsts)[(*n)++] = first;
 		}
+		else if (parse_spare_name(de->d_name, &first))
+		{
+			struct stat st;
+
+			/* beyond opts.spare_bytes (it may have changed): deleted */
+			if (fstatat(log->dirfd, de->d_name, &st, 0) != 0)
+			{
+				rc = err_sys(log, "stat", de->d_name);
+				break;
+			}
+			if (log->nspares >= RL_MAX_SPARES ||
+				log->spare_total + (uint64_t) st.st_size > log->opts.spare_bytes)
+			{
+				if (unlinkat(log->dirfd, de->d_name, 0) != 0)
+				{
+					rc = err_sys(log, "remove", de->d_name);
+					break;
+				}
+			}
+			else if ((rc = spare_add(log, first, (uint64_t) st.st_size)) != RAFTLOG_OK)
+			{
+				set_err(log, "out of memory");
+				break;
+			}
+			else
+				rec->spares++;
+		}
 		else if (strcmp(de->d_name, RL_STATE_TMP) == 0 ||
 				 (len == RL_SEG_NAME_LEN + 4 &&
 				  strcmp(de->d_name + RL_SEG_NAME_LEN, ".tmp") == 0 &&
@@ -1392,6 +1531,13 @@ seg_validate(raftlog *log, size_t i, int fd, uint64_t file_size,
 		rc = reader_next(log, &r, &rec);
 		if (rc != RL_REC_OK)
 			break;
+		if (is_last && s->recycled && rec.index < s->first)
+		{
+			/* an older record of the spare this segment was made from */
+			r.pos = rec.offset;
+			rc = RL_REC_END;
+			break;
+		}
 		if (rec.index != expect || rec.term < *running_term)
 		{
 			set_err(log, "segment \"%s/%s\": record at offset %" PRIu64
@@ -1517,7 +1663,7 @@ do_open(raftlog *log, raftlog_recovery *rec)
 		uint64_t	size;
 
 		rc = seg_open_check(log, firsts[i], O_RDONLY, &fd, &log->segs[i].prev_term,
-							&size);
+							&size, &log->segs[i].recycled);
 		if (rc != RAFTLOG_OK)
 			goto out;
 		close(fd);
@@ -1544,6 +1690,7 @@ do_open(raftlog *log, raftlog_recovery *rec)
 		int			fd;
 		uint64_t	size;
 		raft_term	pt;
+		bool		recycled;
 
 		if (i > k && (s->first != log->segs[i - 1].last + 1 ||
 					  s->prev_term != running_term))
@@ -1560,7 +1707,7 @@ do_open(raftlog *log, raftlog_recovery *rec)
 			rc = RAFTLOG_ERR_CORRUPT;
 			goto out;
 		}
-		rc = seg_open_check(log, s->first, O_RDONLY, &fd, &pt, &size);
+		rc = seg_open_check(log, s->first, O_RDONLY, &fd, &pt, &size, &recycled);
 		if (rc != RAFTLOG_OK)
 			goto out;
 		rc = seg_validate(log, i, fd, size, is_last, &running_term,
@@ -1677,8 +1824,13 @@ do_open(raftlog *log, raftlog_recovery *rec)
 				rc = err_sys_broken(log, "truncate", name);
 				goto out;
 			}
-			rec->torn_bytes = last_file_size - torn_at;
-			rec->torn_index = s->last + 1;
+			if (s->recycled)
+				rec->stale_bytes = last_file_size - torn_at;
+			else
+			{
+				rec->torn_bytes = last_file_size - torn_at;
+				rec->torn_index = s->last + 1;
+			}
 		}
 		rc = seg_preallocate(log, log->active_fd, s->size, name);
 		if (rc != RAFTLOG_OK)
@@ -1722,6 +1874,8 @@ log_release(raftlog *log)
 	close_fd(&log->dirfd);
 	free(log->segs);
 	free(log->doomed);
+	free(log->spare_ids);
+	free(log->spare_sizes);
 	free(log->wbuf);
 	free(log->dir);
 	free(log);
@@ -1795,7 +1949,23 @@ raftlog_close(raftlog *log)
 
 	if (log == NULL)
 		return RAFTLOG_OK;
-	if (!log->broken && log->unsynced)
+	if (!log->broken && log->active_fd >= 0 && last_seg(log)->recycled)
+	{
+		char		name[64];
+
+		/*
+		 * Rule 7: the spare's older records after the last one go, so that
+		 * a clean restart finds nothing to cut.
+		 */
+		rc = wbuf_flush(log);
+		seg_name(name, sizeof(name), last_seg(log)->first, false);
+		if (rc == RAFTLOG_OK && ftruncate(log->active_fd, (off_t) last_seg(log)->size) != 0)
+			rc = err_sys_broken(log, "truncate", name);
+		if (rc == RAFTLOG_OK)
+			rc = seg_preallocate(log, log->active_fd, last_seg(log)->size, name);
+		log->unsynced = true;
+	}
+	if (rc == RAFTLOG_OK && !log->broken && log->unsynced)
 		rc = active_sync(log);
 	else if (log->broken)
 		rc = RAFTLOG_ERR_BROKEN;
@@ -2164,9 +2334,30 @@ raftlog_remove_compacted(raftlog *log, unsigned max_files, unsigned *remaining)
 	while (rc == RAFTLOG_OK && k < log->ndoomed && removed < max_files)
 	{
 		char		name[64];
+		struct stat st;
 
-		/* no directory fsync: a removal a crash undoes, recovery redoes */
+		/*
+		 * No directory fsync: a removal a crash undoes, recovery redoes.
+		 * Rule 7: kept as a spare while the spares fit.
+		 */
 		seg_name(name, sizeof(name), log->doomed[k], false);
+		if (fstatat(log->dirfd, name, &st, 0) == 0 && log->nspares < RL_MAX_SPARES &&
+			log->spare_total + (uint64_t) st.st_size <= log->opts.spare_bytes)
+		{
+			char		sname[64];
+
+			spare_name(sname, sizeof(sname), log->next_spare_id);
+			if (renameat(log->dirfd, name, log->dirfd, sname) != 0)
+				rc = err_sys_broken(log, "rename", name);
+			else if ((rc = spare_add(log, log->next_spare_id, (uint64_t) st.st_size)) != RAFTLOG_OK)
+				set_err(log, "out of memory");
+			else
+			{
+				k++;
+				removed++;
+			}
+			continue;
+		}
 		if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT)
 			rc = err_sys_broken(log, "remove", name);
 		else

@@ -3240,6 +3240,12 @@ worker_start_engine(void)
 								Max((uint64) 64 * 1024, (uint64) chronicle_max_log_size * 1024 / 4));
 		/* an fsync per entry then writes data only, no file size */
 		opts.preallocate = true;
+		/*
+		 * Compacted segments are reused rather than deleted: the log
+		 * compacts at half of max_log_size, so that much is written between
+		 * two compactions.
+		 */
+		opts.spare_bytes = (uint64) chronicle_max_log_size * 1024 / 2;
 		ws.segment_size = opts.segment_size;
 		rc = raftlog_open(dir, ws.cluster_id, &opts, &ws.log, &recovery, errbuf, sizeof(errbuf));
 	}
@@ -3253,6 +3259,11 @@ worker_start_engine(void)
 				(errmsg("chronicle_raft log: discarded a torn tail of %llu bytes from index %llu",
 						(unsigned long long) recovery.torn_bytes,
 						(unsigned long long) recovery.torn_index)));
+	if (recovery.stale_bytes > 0)
+		ereport(LOG,
+				(errmsg("chronicle_raft log: cut %llu bytes after index %llu in a reused segment file (its older records, or an unsynced write)",
+						(unsigned long long) recovery.stale_bytes,
+						(unsigned long long) raftlog_last_index(ws.log))));
 
 	raftlog_get_snapshot_meta(ws.log, &snap);
 	raftlog_get_hard_state(ws.log, &hs);

@@ -94,6 +94,11 @@ for my $round (33 .. 42)
 ok(counts_are($total, @nodes), "all $total events on every node");
 ok(wait_for(sub { (grep { raft_log_bytes($_) < 4 * 1024 * 1024 } @nodes) == 3 }),
 	'every log stays bounded with all three members');
+# compacted segments are kept for reuse, within half the bound
+my @spares = map { [ raft_spares($_) ] } @nodes;
+note('spares (bytes, files) per node: ' . join(' ', map { "$_->[0]/$_->[1]" } @spares));
+ok((grep { $_->[1] >= 1 && $_->[0] <= 512 * 1024 } @spares) == 3,
+	'every node keeps spare segment files, within half of max_log_size');
 
 # restart everything: restored from the compacted logs, nothing lost or repeated
 $_->stop('immediate') for @nodes;

@@ -41,7 +41,7 @@ use Time::HiRes qw(usleep time);
 use Exporter 'import';
 use POSIX ();
 
-our @EXPORT = qw(new_node wait_for start_cluster raft_log_bytes psql_in_background);
+our @EXPORT = qw(new_node wait_for start_cluster raft_log_bytes raft_spares psql_in_background);
 
 # A new node; first removes its directory if an earlier failed run left it
 # (PostgreSQL::Test::Cluster refuses to reuse it).
@@ -112,19 +112,36 @@ sub psql_in_background
 	return $pid;
 }
 
+# Total bytes and number of a node's files in $PGDATA/chronicle_raft whose
+# names match $re, or (-1, 0).
+sub raft_files
+{
+	my ($node, $re) = @_;
+	my $dir = $node->data_dir . '/chronicle_raft';
+	my ($total, $n) = (0, 0);
+	opendir(my $dh, $dir) or return (-1, 0);
+	for my $f (readdir $dh)
+	{
+		next unless $f =~ $re;
+		$total += -s "$dir/$f";
+		$n++;
+	}
+	closedir $dh;
+	return ($total, $n);
+}
+
 # Bytes of a node's Raft log segments ($PGDATA/chronicle_raft/*.seg), or -1.
 sub raft_log_bytes
 {
-	my ($node) = @_;
-	my $dir = $node->data_dir . '/chronicle_raft';
-	my $total = 0;
-	opendir(my $dh, $dir) or return -1;
-	for my $f (readdir $dh)
-	{
-		$total += -s "$dir/$f" if $f =~ /\.seg$/;
-	}
-	closedir $dh;
-	return $total;
+	my ($bytes) = raft_files($_[0], qr/\.seg$/);
+	return $bytes;
+}
+
+# (bytes, count) of a node's spare segment files (compacted ones kept for
+# reuse, docs/raft-log.md), or (-1, 0).
+sub raft_spares
+{
+	return raft_files($_[0], qr/^spare-[0-9a-f]{16}$/);
 }
 
 1;

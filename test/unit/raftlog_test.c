@@ -46,7 +46,7 @@
 #define DEFAULT_SEED	UINT64_C(0x10657a6e5eed)
 #define MODEL_MAX		20000
 #define CLUSTER			UINT64_C(0xC1A57E12)
-#define CRASH_ROUNDS	20
+#define CRASH_ROUNDS	40
 
 /*----------
  * Test bookkeeping
@@ -1939,14 +1939,17 @@ crash_fill(raft_term term, raft_index index, uint8_t *buf, size_t len)
 	payload_fill((uint32_t) term, index, buf, len);
 }
 
-/* The child: append, sync, report, forever (until killed). */
-/* the child's options; half the rounds preallocate */
+/*
+ * The child's options: half the rounds preallocate, two thirds keep spares
+ * (so new segments are mostly made from them).
+ */
 static raftlog_options
 crash_opts(uint64_t seed)
 {
 	raftlog_options o = small_opts(16384 + (seed % 4) * 8192, 256 + (seed % 7) * 300);
 
 	o.preallocate = (seed >> 3) % 2 == 0;
+	o.spare_bytes = (seed >> 7) % 3 != 0 ? 4 * o.segment_size : 0;
 	return o;
 }
 
@@ -2052,6 +2055,8 @@ test_crash(void)
 {
 	int			round;
 	unsigned	torn_rounds = 0;
+	unsigned	stale_rounds = 0;
+	unsigned	spare_rounds = 0;
 	unsigned	prealloc_rounds = 0;
 	unsigned	leftover_rounds = 0;
 	uint64_t	total_synced = 0;
@@ -2112,6 +2117,8 @@ test_crash(void)
 		ropts = crash_opts(seed);
 		if ((seed >> 5) % 3 == 0)
 			ropts.preallocate = !ropts.preallocate;
+		if ((seed >> 9) % 5 == 0)
+			ropts.spare_bytes = 0;	/* turned off: the spares go */
 		prealloc_rounds += ropts.preallocate;
 		log = open_ok(&ropts, &rec);
 		if (log == NULL)
@@ -2178,14 +2185,19 @@ test_crash(void)
 			log = open_ok(&ropts, &rec2);
 			if (log != NULL)
 			{
-				CHECK(raftlog_last_index(log) == last && rec2.torn_bytes == 0,
+				CHECK(raftlog_last_index(log) == last && rec2.torn_bytes == 0 &&
+					  rec2.stale_bytes == 0,
 					  "round %d: reopened at %" PRIu64 " (want %" PRIu64
-					  "), torn %" PRIu64, round, raftlog_last_index(log), last,
-					  rec2.torn_bytes);
+					  "), torn %" PRIu64 ", stale %" PRIu64, round,
+					  raftlog_last_index(log), last, rec2.torn_bytes, rec2.stale_bytes);
+				CHECK(ropts.spare_bytes > 0 || rec2.spares == 0,
+					  "round %d: %u spares kept with spare_bytes 0", round, rec2.spares);
 				raftlog_close(log);
 			}
 		}
 		torn_rounds += rec.torn_bytes > 0;
+		stale_rounds += rec.stale_bytes > 0;
+		spare_rounds += rec.spares > 0;
 		leftover_rounds += rec.compacted_segments_removed > 0;
 		total_synced += best.synced_index;
 		if (case_failures > before || getenv("RAFTLOG_TEST_VERBOSE"))
@@ -2195,10 +2207,205 @@ test_crash(void)
 				   recovered, rec.torn_bytes);
 		cleanup_dir();
 	}
-	printf("# crash: %d rounds, %u ended in a torn record, %u in an unfinished"
+	printf("# crash: %d rounds, %u ended in a torn record, %u in a segment made"
+		   " from a spare (stale tail), %u found spares, %u in an unfinished"
 		   " compaction, %u recovered with preallocation, %" PRIu64
-		   " entries synced in all\n", CRASH_ROUNDS,
-		   torn_rounds, leftover_rounds, prealloc_rounds, total_synced);
+		   " entries synced in all\n", CRASH_ROUNDS, torn_rounds, stale_rounds,
+		   spare_rounds, leftover_rounds, prealloc_rounds, total_synced);
+}
+
+
+/*----------
+ * Spares (opts.spare_bytes)
+ *----------
+ */
+
+/* Inode numbers of the files in log_dir whose name starts with prefix. */
+static size_t
+inodes_of(const char *prefix, ino_t *out, size_t cap)
+{
+	DIR		   *d = opendir(log_dir);
+	struct dirent *de;
+	size_t		n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+	{
+		char		path[1024];
+		struct stat st;
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", log_dir, de->d_name);
+		if (stat(path, &st) == 0 && n < cap)
+			out[n++] = st.st_ino;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Append [from, to] as fixed-size entries of term 1: record boundaries of
+ * a spare then line up with the new segment's, so its older records sit
+ * exactly where the next record would. */
+static int
+append_fixed(raftlog *log, raft_index from, raft_index to)
+{
+	uint8_t		buf[500];
+	raft_entry	e;
+	raft_index	i;
+	int			rc = RAFTLOG_OK;
+
+	for (i = from; i <= to && rc == RAFTLOG_OK; i++)
+	{
+		payload_fill(3, i, buf, sizeof(buf));
+		e.term = 1;
+		e.index = i;
+		e.type = RAFT_ENTRY_NORMAL;
+		e.data = buf;
+		e.len = sizeof(buf);
+		rc = raftlog_append(log, &e, 1);
+	}
+	return rc == RAFTLOG_OK ? raftlog_sync(log) : rc;
+}
+
+static bool
+fixed_entries_ok(raftlog *log, raft_index from, raft_index to)
+{
+	raftlog_entries ents;
+	bool		ok = raftlog_read(log, from, to, &ents) == RAFTLOG_OK &&
+		ents.count == to - from + 1;
+	size_t		i;
+
+	for (i = 0; ok && i < ents.count; i++)
+	{
+		uint8_t		want[500];
+
+		payload_fill(3, from + i, want, sizeof(want));
+		ok = ents.entries[i].len == sizeof(want) &&
+			memcmp(ents.entries[i].data, want, sizeof(want)) == 0;
+	}
+	raftlog_entries_free(&ents);
+	return ok;
+}
+
+/*
+ * Compacted segments become spares up to spare_bytes (the rest is
+ * deleted), new segments are made from them (the same files: no new inode),
+ * a clean close leaves nothing to cut, and after a crash the older records
+ * a spare holds past the last new one end the log without an error, even
+ * when one of them sits exactly where the next record would, and are cut
+ * (reported as stale, not torn).
+ */
+static void
+test_spares(void)
+{
+	raftlog_options o = small_opts(8192, 256);
+	raftlog_recovery rec;
+	raftlog    *log;
+	raft_snapshot_meta meta;
+	ino_t		spare_ino[64];
+	ino_t		seg_ino[64];
+	size_t		nspare;
+	size_t		nseg;
+	size_t		i;
+	size_t		j;
+	size_t		reused;
+	pid_t		pid;
+	int			status;
+
+	setup_dir();
+	o.preallocate = true;
+	o.spare_bytes = 3 * 8192;
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	/* 500-byte entries, 15 to a segment: 120 entries in 8 segments */
+	CHECK_OK(append_fixed(log, 1, 120));
+	memset(&meta, 0, sizeof(meta));
+	meta.index = 100;
+	meta.term = 1;
+	CHECK_OK(raftlog_compact(log, &meta));
+	CHECK_OK(raftlog_remove_compacted(log, UINT32_MAX, NULL));
+	nspare = inodes_of("spare-", spare_ino, 64);
+	CHECK(nspare == 3, "%zu spares kept (3 fit in spare_bytes)", nspare);
+
+	/* new segments take the spares */
+	CHECK_OK(append_fixed(log, 121, 150));
+	CHECK(inodes_of("spare-", spare_ino + nspare, 64 - nspare) == 1,
+		  "two spares taken by two new segments");
+	nseg = inodes_of("log-", seg_ino, 64);
+	for (reused = 0, i = 0; i < nseg; i++)
+		for (j = 0; j < nspare; j++)
+			reused += seg_ino[i] == spare_ino[j];
+	CHECK(reused == 2, "%zu segments are former spares (want 2)", reused);
+	CHECK(fixed_entries_ok(log, 101, 150), "entries read back");
+	CHECK_OK(raftlog_close(log));
+
+	/* a clean close cut the spare's older records: nothing to report */
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(rec.torn_bytes == 0 && rec.stale_bytes == 0 && rec.spares == 1 &&
+		  raftlog_last_index(log) == 150,
+		  "clean reopen: torn %" PRIu64 ", stale %" PRIu64 ", %u spares, last %" PRIu64,
+		  rec.torn_bytes, rec.stale_bytes, rec.spares, raftlog_last_index(log));
+	CHECK(fixed_entries_ok(log, 101, 150), "entries after a clean reopen");
+
+	/* a crash in a segment made from the last spare */
+	CHECK_OK(raftlog_close(log));
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+	{
+		raftlog    *child = NULL;
+		raft_snapshot_meta m;
+
+		if (raftlog_open(log_dir, CLUSTER, &o, &child, NULL, NULL, 0) != RAFTLOG_OK)
+			_exit(1);
+		memset(&m, 0, sizeof(m));
+		m.index = 140;
+		m.term = 1;
+		/* 150 ends a segment: 151 starts the one made from the spare */
+		if (raftlog_compact(child, &m) != RAFTLOG_OK ||
+			raftlog_remove_compacted(child, UINT32_MAX, NULL) != RAFTLOG_OK ||
+			append_fixed(child, 151, 155) != RAFTLOG_OK)
+			_exit(2);
+		_exit(0);				/* no close: as a crash */
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "crash child status %d", status);
+	log = open_ok(&o, &rec);
+	if (log == NULL)
+		goto done;
+	CHECK(raftlog_last_index(log) == 155 && rec.torn_bytes == 0 && rec.stale_bytes > 0,
+		  "after the crash: last %" PRIu64 " (want 155), torn %" PRIu64 ", stale %" PRIu64,
+		  raftlog_last_index(log), rec.torn_bytes, rec.stale_bytes);
+	CHECK(fixed_entries_ok(log, 141, 155), "entries after the crash");
+	/* the cut is durable and the log goes on */
+	CHECK_OK(append_fixed(log, 156, 200));
+	CHECK(fixed_entries_ok(log, 141, 200), "appended after the crash");
+	CHECK_OK(raftlog_close(log));
+	log = open_ok(&o, &rec);
+	if (log != NULL)
+	{
+		CHECK(raftlog_last_index(log) == 200 && rec.stale_bytes == 0 && rec.torn_bytes == 0,
+			  "reopened at %" PRIu64 ", stale %" PRIu64, raftlog_last_index(log),
+			  rec.stale_bytes);
+		CHECK_OK(raftlog_close(log));
+	}
+
+	/* spare_bytes turned off: the spares go at open */
+	o.spare_bytes = 0;
+	log = open_ok(&o, &rec);
+	if (log != NULL)
+	{
+		CHECK(rec.spares == 0 && inodes_of("spare-", spare_ino, 64) == 0,
+			  "spares deleted when the option is off");
+		CHECK_OK(raftlog_close(log));
+	}
+done:
+	cleanup_dir();
 }
 
 /*----------
@@ -2289,6 +2496,7 @@ main(void)
 			 test_interrupted_compaction);
 	run_case("torn tail at every byte and trailing garbage", test_torn_tail);
 	run_case("preallocated segments: zero tail, torn record, switch", test_preallocate);
+	run_case("spares: kept within spare_bytes, reused, stale tail after a crash", test_spares);
 	run_case("bit flip in the last segment cuts there", test_bit_flip);
 	run_case("corruption outside the tail is an error", test_corruption_errors);
 	run_case("segment of another cluster is an error", test_foreign_segment);
