@@ -1613,6 +1613,20 @@ apply_entry(const raft_entry *e)
 		ws.applied_saved_at = GetCurrentTimestamp();
 	}
 	PopActiveSnapshot();
+
+	/*
+	 * An apply that took no transaction id wrote only stream WAL, whose
+	 * flush nothing waits for: the Raft log holds the entry durably, and a
+	 * crash re-applies it (the meta pages record how far).  Forget where
+	 * that WAL ends, so that committing does not wake the WAL writer for
+	 * every page of it: a signal per page, ahead of waking the sessions
+	 * below, and an fsync of the WAL competing with the Raft log's (8-client
+	 * single-row INSERT through a follower: 8,400-8,740 -> 9,180-9,840 tps).
+	 * The WAL writer's own rounds, and the write of any page it covers,
+	 * still flush it.
+	 */
+	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		XactLastRecEnd = InvalidXLogRecPtr;
 	worker_xact_commit();
 
 	for (b = 0; b < (uint32) ndone; b++)
