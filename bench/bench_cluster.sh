@@ -23,6 +23,7 @@ source "$SCRIPT_DIR/lib.sh"
 : "${COPY_BATCH:=100000}"        # events per COPY statement (= per transaction)
 : "${COPY_CLIENTS:=4}"           # clients of the parallel COPY runs
 : "${COPY_REPEAT:=5}"            # COPY runs per system and client count (median)
+: "${COPY_WARMUP:=1}"            # untimed COPY runs per system and client count first
 : "${SECONDS_PGBENCH:=60}"       # single-row INSERT seconds per target
 : "${PGBENCH_ROUNDS:=3}"         # SECONDS_PGBENCH split into rounds, rotating order
 : "${PGBENCH_CLIENTS:=8}"
@@ -40,7 +41,7 @@ source "$SCRIPT_DIR/lib.sh"
 : "${PORT_BASE:=55320}"          # ports are picked from PORT_BASE .. PORT_BASE+199
 : "${KEEP_DATA:=0}"              # 1: keep the data directories
 
-FORWARDED_VARS=(ROWS COPY_BATCH COPY_CLIENTS COPY_REPEAT SECONDS_PGBENCH PGBENCH_ROUNDS PGBENCH_CLIENTS
+FORWARDED_VARS=(ROWS COPY_BATCH COPY_CLIENTS COPY_REPEAT COPY_WARMUP SECONDS_PGBENCH PGBENCH_ROUNDS PGBENCH_CLIENTS
 	PGBENCH_JOBS FAILOVER_ROUNDS FAILOVER_LIMIT PROBE_TIMEOUT_MS ELECTION_TIMEOUT HEARTBEAT_INTERVAL
 	CHRONICLE_CONF STEP_TIMEOUT SHARED_BUFFERS PGBIN OUT_DIR PORT_BASE KEEP_DATA)
 
@@ -200,7 +201,8 @@ system_ticks() {
 
 # One COPY run: copyload with CLIENTS clients against the system's write
 # node; sets COPY_RPS (rows/s).  Checks the count, and for the cluster how long the
-# other nodes took to hold every event after the last COPY returned.
+# other nodes took to hold every event after the last COPY returned.  A
+# warm-up run (rep "warm-up") records nothing.
 copy_run() {
 	local sys=$1 clients=$2 rep=$3 tbl target out rps t0 name lag ticks0 cpu secs
 	tbl="copy_${sys}_$clients"
@@ -215,6 +217,17 @@ copy_run() {
 	t0=$(now_ns)
 	log "  $out"
 	rps=$(sed -n 's/.*rows_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
+	if [[ $rep == warm-up ]]; then
+		[[ $(events_in "$target" "$tbl") == "$ROWS" ]] || note "$sys: warm-up $tbl holds $(events_in "$target" "$tbl") events, expected $ROWS"
+		R[copy_warm_${sys}_$clients]="${R[copy_warm_${sys}_$clients]:-}$(printf '%.0f' "$rps") "
+		if [[ $sys == chr ]]; then
+			for name in "${CHR[@]}"; do
+				must_wait 300 "$name holds the $ROWS events of $tbl" "[[ \$(events_in $name $tbl) == $ROWS ]]"
+			done
+		fi
+		COPY_RPS=$rps
+		return
+	fi
 	R[copy_cpu_max]=$(awk -v a="${R[copy_cpu_max]:-0}" -v b="$(sed -n 's/.*client_cpu_pct=\([0-9.]*\).*/\1/p' <<<"$out")" 'BEGIN { print (b > a) ? b : a }')
 	R[copy_p50b_${sys}_$clients]="${R[copy_p50b_${sys}_$clients]:-}$(sed -n 's/.*batch_p50_ms=\([0-9.]*\).*/\1/p' <<<"$out") "
 	[[ $(events_in "$target" "$tbl") == "$ROWS" ]] || note "$sys: $tbl holds $(events_in "$target" "$tbl") events on $target, expected $ROWS"
@@ -248,6 +261,13 @@ bench_copy() {
 	local -a systems=(peer chr single) order
 	for clients in 1 "$COPY_CLIENTS"; do
 		local -a rps_peer=() rps_chr=() rps_single=()
+		# every system's first runs create WAL and Raft log segments and
+		# fill fresh caches (20-40% slower on this VM): untimed, for all
+		for ((rep = 1; rep <= COPY_WARMUP; rep++)); do
+			for sys in "${systems[@]}"; do
+				copy_run "$sys" "$clients" warm-up
+			done
+		done
 		for ((rep = 1; rep <= COPY_REPEAT; rep++)); do
 			# rotate which system goes first
 			order=()
@@ -491,6 +511,7 @@ main() {
 	[[ $COPY_BATCH =~ ^[0-9]+$ && $COPY_BATCH -ge 1 ]] || die "COPY_BATCH must be a positive integer"
 	[[ $COPY_CLIENTS =~ ^[0-9]+$ && $COPY_CLIENTS -ge 2 && $COPY_CLIENTS -le 64 ]] || die "COPY_CLIENTS must be 2..64"
 	[[ $COPY_REPEAT =~ ^[1-9]$ ]] || die "COPY_REPEAT must be 1..9"
+	[[ $COPY_WARMUP =~ ^[0-9]$ ]] || die "COPY_WARMUP must be 0..9"
 	[[ $PGBENCH_ROUNDS =~ ^[1-9]$ ]] || die "PGBENCH_ROUNDS must be 1..9"
 	[[ $FAILOVER_ROUNDS =~ ^[1-9]$ ]] || die "FAILOVER_ROUNDS must be 1..9"
 	[[ $SECONDS_PGBENCH =~ ^[0-9]+$ && $SECONDS_PGBENCH -ge 1 ]] || die "SECONDS_PGBENCH must be a positive integer"
@@ -542,6 +563,9 @@ main() {
 		echo "failover (s, leader SIGKILL -> first commit via another node): median $(awk -v v="${R[fo_median]}" 'BEGIN { printf "%.2f", v }'), all: $(awk '{ for (i = 1; i <= NF; i++) printf "%s%.2f", (i > 1 ? " " : ""), $i }' <<<"${R[fo_all]}")  [killed->new leader time/probes: ${R[fo_detail]}]; restart + catch-up of the killed node (s): $(awk '{ for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " " : ""), $i }' <<<"${R[fo_catchup]}")"
 		for c in 1 "$COPY_CLIENTS"; do
 			echo "COPY rows/s per repetition, $c client(s): peer $(fmt_list "${R[copy_all_peer_$c]}"); chronicle $(fmt_list "${R[copy_all_chr_$c]}"); single $(fmt_list "${R[copy_all_single_$c]}")"
+			if [[ $COPY_WARMUP -gt 0 ]]; then
+				echo "  untimed warm-up runs first, rows/s: peer ${R[copy_warm_peer_$c]:-}; chronicle ${R[copy_warm_chr_$c]:-}; single ${R[copy_warm_single_$c]:-}"
+			fi
 			echo "  server CPU (all servers of the system), median us/event: peer $(fmt_med "${R[copy_cpu_peer_$c]}"), chronicle $(fmt_med "${R[copy_cpu_chr_$c]}"), single $(fmt_med "${R[copy_cpu_single_$c]}"); = % of the $(nproc) cores over the COPY time: peer $(fmt_med "${R[copy_busy_peer_$c]}"), chronicle $(fmt_med "${R[copy_busy_chr_$c]}"), single $(fmt_med "${R[copy_busy_single_$c]}")"
 			echo "  median ms per $COPY_BATCH-event COPY transaction: peer $(fmt_list1 "${R[copy_p50b_peer_$c]}"); chronicle $(fmt_list1 "${R[copy_p50b_chr_$c]}"); single $(fmt_list1 "${R[copy_p50b_single_$c]}"); chronicle followers held every event $(fmt_list1 "${R[copy_lag_chr_$c]}") s after the last COPY returned"
 		done
