@@ -80,9 +80,9 @@
  *	7. Spares: raftlog_remove_compacted() renames a compacted segment to
  *	   "spare-N" (no fsync: a crash that undoes it leaves a covered segment,
  *	   which recovery deletes) while the spares stay within
- *	   opts.spare_bytes and RL_MAX_SPARES files, else deletes it.  A new segment takes a spare by
- *	   renaming it to "<name>.tmp" and writing a header with flag 1, then
- *	   goes on by rule 1.  Only compacted segments become spares, so the
+ *	   opts.spare_bytes and RL_MAX_SPARES files, else deletes it.  A new
+ *	   segment takes a spare by renaming it to "<name>.tmp" and writing a
+ *	   header with flag 1, then goes on by rule 1.  Only compacted segments become spares, so the
  *	   older records in a spare all have indexes below any new segment's
  *	   first one; sealing cuts them off a segment (rule 2), and so does
  *	   raftlog_close() for the last one.
@@ -253,7 +253,6 @@ typedef struct rl_record
 	const uint8_t *payload;		/* valid until the next read */
 } rl_record;
 
-
 /* Payload storage of a raftlog_entries. */
 typedef struct rl_chunk
 {
@@ -355,18 +354,16 @@ seg_name(char *buf, size_t size, raft_index first, bool tmp)
 			 tmp ? ".tmp" : "");
 }
 
+/* 16 lowercase hex digits at p, as in file names; false if not */
 static bool
-parse_seg_name(const char *name, raft_index *first)
+parse_hex16(const char *p, uint64_t *value)
 {
 	uint64_t	v = 0;
 	int			i;
 
-	if (strlen(name) != RL_SEG_NAME_LEN || strncmp(name, "log-", 4) != 0 ||
-		strcmp(name + 20, ".seg") != 0)
-		return false;
-	for (i = 4; i < 20; i++)
+	for (i = 0; i < 16; i++)
 	{
-		char		c = name[i];
+		char		c = p[i];
 
 		if (c >= '0' && c <= '9')
 			v = v << 4 | (uint64_t) (c - '0');
@@ -375,8 +372,15 @@ parse_seg_name(const char *name, raft_index *first)
 		else
 			return false;
 	}
-	*first = v;
+	*value = v;
 	return true;
+}
+
+static bool
+parse_seg_name(const char *name, raft_index *first)
+{
+	return strlen(name) == RL_SEG_NAME_LEN && strncmp(name, "log-", 4) == 0 &&
+		strcmp(name + 20, ".seg") == 0 && parse_hex16(name + 4, first);
 }
 
 static void
@@ -388,25 +392,9 @@ spare_name(char *buf, size_t size, uint64_t id)
 static bool
 parse_spare_name(const char *name, uint64_t *id)
 {
-	uint64_t	v = 0;
-	int			i;
-
-	if (strlen(name) != RL_SPARE_NAME_LEN ||
-		strncmp(name, RL_SPARE_PREFIX, strlen(RL_SPARE_PREFIX)) != 0)
-		return false;
-	for (i = (int) strlen(RL_SPARE_PREFIX); i < RL_SPARE_NAME_LEN; i++)
-	{
-		char		c = name[i];
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t) (c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t) (c - 'a' + 10);
-		else
-			return false;
-	}
-	*id = v;
-	return true;
+	return strlen(name) == RL_SPARE_NAME_LEN &&
+		strncmp(name, RL_SPARE_PREFIX, strlen(RL_SPARE_PREFIX)) == 0 &&
+		parse_hex16(name + strlen(RL_SPARE_PREFIX), id);
 }
 
 /* Remember spare file id of size bytes (newest last). */
@@ -1437,6 +1425,7 @@ scan_dir(raftlog *log, raft_index **firsts, size_t *n, raftlog_recovery *rec)
 	while ((errno = 0, de = readdir(d)) != NULL)
 	{
 		raft_index first;
+		uint64_t	spare_id;
 		size_t		len = strlen(de->d_name);
 
 		if (parse_seg_name(de->d_name, &first))
@@ -1457,7 +1446,7 @@ scan_dir(raftlog *log, raft_index **firsts, size_t *n, raftlog_recovery *rec)
 			}
 			(*firsts)[(*n)++] = first;
 		}
-		else if (parse_spare_name(de->d_name, &first))
+		else if (parse_spare_name(de->d_name, &spare_id))
 		{
 			struct stat st;
 
@@ -1476,7 +1465,7 @@ scan_dir(raftlog *log, raft_index **firsts, size_t *n, raftlog_recovery *rec)
 					break;
 				}
 			}
-			else if ((rc = spare_add(log, first, (uint64_t) st.st_size)) != RAFTLOG_OK)
+			else if ((rc = spare_add(log, spare_id, (uint64_t) st.st_size)) != RAFTLOG_OK)
 			{
 				set_err(log, "out of memory");
 				break;

@@ -62,6 +62,33 @@ sub context_bytes
 	return $total;
 }
 
+# Run each [node, SQL file] with psql at the same time; how many failed.
+sub run_files_at_once
+{
+	my @jobs = @_;
+	my $bindir = $jobs[0][0]->config_data('--bindir');
+	my @pids;
+	for my $job (@jobs)
+	{
+		my ($n, $file) = @$job;
+		my $child = fork();
+		die "fork failed" unless defined $child;
+		if ($child == 0)
+		{
+			exec("$bindir/psql", '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', $n->host,
+				'-p', $n->port, '-d', 'postgres', '-o', '/dev/null', '-f', $file);
+		}
+		push @pids, $child;
+	}
+	my $failed = 0;
+	for my $child (@pids)
+	{
+		waitpid($child, 0);
+		$failed++ if $? != 0;
+	}
+	return $failed;
+}
+
 ok(wait_for(sub { grep { role($_) eq 'leader' } @nodes }), 'a leader is elected');
 my ($leader) = grep { role($_) eq 'leader' } @nodes;
 my ($down) = grep { $_ != $leader } @nodes;
@@ -104,28 +131,8 @@ my $script = $leader->basedir . '/small.sql';
 open(my $fh, '>', $script) or die "could not write $script: $!";
 print $fh "INSERT INTO ev VALUES (900000000 + $_, 1, 'small');\n" for 1 .. 500;
 close $fh;
-{
-	my @pids;
-	my $bindir = $leader->config_data('--bindir');
-	for my $k (1 .. 8)
-	{
-		my $child = fork();
-		die "fork failed" unless defined $child;
-		if ($child == 0)
-		{
-			exec("$bindir/psql", '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', $leader->host,
-				'-p', $leader->port, '-d', 'postgres', '-o', '/dev/null', '-f', $script);
-		}
-		push @pids, $child;
-	}
-	my $failed = 0;
-	for my $child (@pids)
-	{
-		waitpid($child, 0);
-		$failed++ if $? != 0;
-	}
-	is($failed, 0, 'eight sessions committed 500 single-row transactions each');
-}
+is(run_files_at_once(map { [ $leader, $script ] } 1 .. 8), 0,
+	'eight sessions committed 500 single-row transactions each');
 my $cxt_after = context_bytes($leader, $pid);
 note("leader worker memory contexts: $cxt_before bytes before, $cxt_after after 4000 small transactions");
 ok($cxt_after - $cxt_before < 256 * 1024,
@@ -176,31 +183,17 @@ $leader->safe_psql('postgres', 'CREATE TABLE burst (ts bigint NOT NULL, v int8) 
 ok(wait_for(sub { (grep { $_->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'burst'") eq '1' } @nodes) == 3 }),
 	'stream burst exists everywhere');
 {
-	my @pids;
-	my $bindir = $leader->config_data('--bindir');
+	my @jobs;
 	for my $k (0 .. 2)
 	{
-		my $n = $nodes[$k];
-		my $file = $n->basedir . '/burst.sql';
+		my $file = $nodes[$k]->basedir . '/burst.sql';
 		open(my $bf, '>', $file) or die "could not write $file: $!";
 		print $bf "INSERT INTO burst VALUES (" . ($k * 100000 + $_) . ", $_);\n" for 1 .. 300;
 		close $bf;
-		my $child = fork();
-		die "fork failed" unless defined $child;
-		if ($child == 0)
-		{
-			exec("$bindir/psql", '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', $n->host,
-				'-p', $n->port, '-d', 'postgres', '-o', '/dev/null', '-f', $file);
-		}
-		push @pids, $child;
+		push @jobs, [ $nodes[$k], $file ];
 	}
-	my $failed = 0;
-	for my $child (@pids)
-	{
-		waitpid($child, 0);
-		$failed++ if $? != 0;
-	}
-	is($failed, 0, 'three sessions committed 300 single-row transactions each, one per node');
+	is(run_files_at_once(@jobs), 0,
+		'three sessions committed 300 single-row transactions each, one per node');
 }
 my @unflushed = map {
 	$_->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn() > pg_current_wal_flush_lsn()')
