@@ -425,10 +425,14 @@ queue_submit_and_wait(const char *data, Size len, bool decides)
 
 /*
  * Worker: take every queued batch (up to max_bytes) out of the ring.  The
- * copies are palloc'd in the current memory context.
+ * events are copied to where place() says (it may write a header there
+ * first, so that a leader drains straight into the Raft entry), or, with
+ * place NULL, into palloc'd chunks of the current memory context.  A
+ * batch place() has no room for (it returns NULL) stays queued, and the
+ * drain stops there.
  */
 int
-queue_drain(QueuedBatch **batches, Size max_bytes)
+queue_drain(QueuedBatch **batches, Size max_bytes, queue_place_fn place, void *arg)
 {
 	int			n = 0;
 	int			cap = 16;
@@ -451,6 +455,10 @@ queue_drain(QueuedBatch **batches, Size max_bytes)
 		slot = &queue->slots[slotno];
 		if (slotno == 0 || (slot->batch_id == batch_id && slot->state == BATCH_QUEUED))
 		{
+			char	   *dst = place ? place(arg, slotno, batch_id, len32) : palloc(len32);
+
+			if (dst == NULL)
+				break;
 			if (n == cap)
 			{
 				cap *= 2;
@@ -459,8 +467,8 @@ queue_drain(QueuedBatch **batches, Size max_bytes)
 			out[n].slot = slotno;
 			out[n].batch_id = batch_id;
 			out[n].len = len32;
-			out[n].data = palloc(len32);
-			ring_read(queue->head + RECORD_HEADER, out[n].data, len32);
+			out[n].data = dst;
+			ring_read(queue->head + RECORD_HEADER, dst, len32);
 			if (slotno != 0)
 				slot->state = BATCH_PROPOSED;
 			taken += len32;

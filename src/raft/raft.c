@@ -751,7 +751,7 @@ flush_broadcasts(raft_node *node)
 /* Append one entry to the leader's log. Returns its index, 0 on OOM. */
 static raft_index
 leader_append(raft_node *node, raft_entry_type type, const void *data,
-			  size_t len)
+			  size_t len, bool adopt)
 {
 	raft_entry	entry;
 
@@ -760,7 +760,7 @@ leader_append(raft_node *node, raft_entry_type type, const void *data,
 	entry.type = type;
 	entry.data = data;
 	entry.len = len;
-	if (!raft_log_append(node, &node->log, &entry))
+	if (!raft_log_append(node, &node->log, &entry, adopt))
 		return 0;
 #ifdef RAFT_BUG_ACK_BEFORE_PERSIST
 	{
@@ -970,7 +970,7 @@ become_leader(raft_node *node)
 	 * then older entries cannot commit and reads have no safe index.  On
 	 * allocation failure the node is marked broken by leader_append.
 	 */
-	(void) leader_append(node, RAFT_ENTRY_NOOP, NULL, 0);
+	(void) leader_append(node, RAFT_ENTRY_NOOP, NULL, 0, false);
 }
 
 static bool
@@ -1295,7 +1295,7 @@ handle_append(raft_node *node, const raft_message *m)
 		}
 		for (; i < m->num_entries; i++)
 		{
-			if (!raft_log_append(node, &node->log, &m->entries[i]))
+			if (!raft_log_append(node, &node->log, &m->entries[i], false))
 				return;
 		}
 		break;
@@ -1733,7 +1733,7 @@ raft_node_create(const raft_config *cfg, const raft_restore *restore,
 	{
 		const raft_entry *e = &restore->entries[i];
 
-		raft_log_append(node, &node->log, e);
+		raft_log_append(node, &node->log, e, false);
 		if (e->len > 0 && e->data == NULL)
 			node->log.cache_from = e->index + 1;
 	}
@@ -1993,9 +1993,10 @@ raft_tick(raft_node *node)
 	}
 }
 
-int
-raft_propose(raft_node *node, const void *data, size_t len,
-			 raft_term *term_out, raft_index *index_out)
+/* raft_propose() and raft_propose_take(): with adopt, data is taken over */
+static int
+propose_normal(raft_node *node, const void *data, size_t len, bool adopt,
+			   raft_term *term_out, raft_index *index_out)
 {
 	int			rc = api_entry_check(node);
 	raft_index	index;
@@ -2013,7 +2014,7 @@ raft_propose(raft_node *node, const void *data, size_t len,
 	if (node->cfg.max_uncommitted_bytes > 0 && node->uncommitted_bytes > 0 &&
 		node->uncommitted_bytes + len > node->cfg.max_uncommitted_bytes)
 		return RAFT_ERR_BUSY;
-	index = leader_append(node, RAFT_ENTRY_NORMAL, data, len);
+	index = leader_append(node, RAFT_ENTRY_NORMAL, data, len, adopt);
 	if (index == 0)
 		return RAFT_ERR_NOMEM;
 	node->uncommitted_bytes += len;
@@ -2027,6 +2028,26 @@ raft_propose(raft_node *node, const void *data, size_t len,
 	if (index_out != NULL)
 		*index_out = index;
 	return RAFT_OK;
+}
+
+int
+raft_propose(raft_node *node, const void *data, size_t len,
+			 raft_term *term_out, raft_index *index_out)
+{
+	return propose_normal(node, data, len, false, term_out, index_out);
+}
+
+int
+raft_propose_take(raft_node *node, void *data, size_t len,
+				  raft_term *term_out, raft_index *index_out)
+{
+	raft_index	before = last_index(node);
+	int			rc = propose_normal(node, data, len, true, term_out, index_out);
+
+	/* the engine owns data either way: free it unless the log holds it */
+	if (last_index(node) == before && data != NULL)
+		raft_mem_free(node, data);
+	return rc;
 }
 
 int
@@ -2059,7 +2080,7 @@ raft_propose_conf_change(raft_node *node, raft_conf_change_type type,
 	len = raft_conf_change_encoded_size(&cc);
 	RAFT_ASSERT(len <= sizeof(buf));
 	raft_conf_change_encode(&cc, buf);
-	index = leader_append(node, RAFT_ENTRY_CONF_CHANGE, buf, len);
+	index = leader_append(node, RAFT_ENTRY_CONF_CHANGE, buf, len, false);
 	if (index == 0)
 		return RAFT_ERR_NOMEM;
 	node->pending_conf_index = index;

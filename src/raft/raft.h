@@ -411,6 +411,15 @@ extern int	raft_step(raft_node *node, const raft_message *msg);
 extern void raft_tick(raft_node *node);
 extern int	raft_propose(raft_node *node, const void *data, size_t len,
 						 raft_term *term_out, raft_index *index_out);
+
+/*
+ * raft_propose() without the copy: data, allocated with the node's
+ * allocator (raft_config.allocator; malloc by default), becomes the log
+ * entry's payload.  The engine owns it from the call on, whatever the
+ * result, and frees it when the entry leaves memory.
+ */
+extern int	raft_propose_take(raft_node *node, void *data, size_t len,
+							  raft_term *term_out, raft_index *index_out);
 extern int	raft_propose_conf_change(raft_node *node, raft_conf_change_type type,
 									 raft_node_id node_id,
 									 raft_term *term_out, raft_index *index_out);

@@ -229,7 +229,7 @@ extern bool raft_log_term_at(const raft_log *log, raft_index index,
 extern raft_term raft_log_term_or_zero(const raft_log *log, raft_index index);
 extern const raft_entry *raft_log_entry(const raft_log *log, raft_index index);
 extern bool raft_log_append(raft_node *node, raft_log *log,
-							const raft_entry *entry);
+							const raft_entry *entry, bool adopt);
 extern void raft_log_truncate_from(raft_node *node, raft_log *log,
 								   raft_index index);
 extern void raft_log_compact_to(raft_node *node, raft_log *log,

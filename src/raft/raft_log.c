@@ -87,12 +87,14 @@ raft_log_entry(const raft_log *log, raft_index index)
 }
 
 /*
- * Append a copy of entry (its payload is copied too; a restored entry may
- * come without one, see raft_restore).  The entry must carry the next
- * index.  Returns false on allocation failure.
+ * Append a copy of entry.  Its payload is copied too, or with adopt taken
+ * over as it is (allocated with the node's allocator); a restored entry may
+ * come without one, see raft_restore.  The entry must carry the next
+ * index.  Returns false on allocation failure (an adopted payload is then
+ * still the caller's).
  */
 bool
-raft_log_append(raft_node *node, raft_log *log, const raft_entry *entry)
+raft_log_append(raft_node *node, raft_log *log, const raft_entry *entry, bool adopt)
 {
 	raft_entry *slot;
 	uint8_t    *data = NULL;
@@ -111,7 +113,9 @@ raft_log_append(raft_node *node, raft_log *log, const raft_entry *entry)
 		log->entries = entries;
 		log->cap = new_cap;
 	}
-	if (entry->len > 0 && entry->data != NULL)
+	if (entry->len > 0 && entry->data != NULL && adopt)
+		data = (uint8_t *) entry->data;
+	else if (entry->len > 0 && entry->data != NULL)
 	{
 		data = raft_mem_alloc(node, entry->len);
 		if (data == NULL)

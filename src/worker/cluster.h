@@ -143,7 +143,10 @@ extern void queue_submit_and_wait(const char *data, Size len, bool decides);
 extern bool queue_submit_detached(const char *data, Size len);
 extern Size queue_max_batch(void);
 extern uint64 queue_boot_id(void);
-extern int	queue_drain(QueuedBatch **batches, Size max_bytes);
+/* where queue_drain() puts a batch's len bytes, or NULL: no room */
+typedef char *(*queue_place_fn) (void *arg, int slot, uint64 batch_id, Size len);
+extern int	queue_drain(QueuedBatch **batches, Size max_bytes, queue_place_fn place,
+						void *arg);
 extern void queue_set_state(int slot, uint64 batch_id, BatchState state, const char *msg);
 extern void queue_set_state_by_batch(uint64 batch_id, BatchState state, const char *msg);
 extern void queue_abandon_slot(int slot, const char *msg);

@@ -2200,7 +2200,7 @@ forward_queued(uint64 leader)
 		chronicle_debug_isolate)
 		return;					/* keep them queued until a leader is reachable */
 	raft_get_status(ws.node, &st);
-	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
+	n = queue_drain(&batches, (Size) chronicle_buffer_size * 4, NULL, NULL);
 	for (i = 0; i < n; i++)
 	{
 		codec_frame f;
@@ -2290,14 +2290,50 @@ refuse_forwarded(void)
 	ws.nforwarded = 0;
 }
 
-/* Leader: propose queued and forwarded batches as one entry. */
+/*
+ * A Raft entry being built for raft_propose_take(): malloc'd (the engine's
+ * allocator), sized once for everything that can go in.
+ */
+typedef struct EntryBuilder
+{
+	char	   *data;
+	Size		len;
+	Size		cap;
+} EntryBuilder;
+
+/* queue_drain() callback: a local batch's header in the entry, then its events */
+static char *
+place_in_entry(void *arg, int slot, uint64 batch_id, Size len)
+{
+	EntryBuilder *b = arg;
+	uint64		self = (uint64) chronicle_node_id;
+	int32		slot32 = (int32) slot;
+	uint32		len32 = (uint32) len;
+	char	   *p;
+
+	if (b->len + 24 + len > b->cap)
+		return NULL;
+	p = b->data + b->len;
+	memcpy(p, &self, 8);
+	memcpy(p + 8, &slot32, 4);
+	memcpy(p + 12, &batch_id, 8);
+	memcpy(p + 20, &len32, 4);
+	b->len += 24 + len;
+	return p + 24;
+}
+
+/*
+ * Leader: propose queued and forwarded batches as one entry.  Local batches
+ * are drained straight into the entry, which the engine then takes over: no
+ * batch is copied on its way from the shared queue into the Raft log.
+ */
 static void
 propose_queued(void)
 {
 	QueuedBatch *batches = NULL;
 	int			n = 0;
 	int			i;
-	StringInfoData buf;
+	EntryBuilder b;
 	uint32		magic = ENTRY_MAGIC;
 	uint32		kind = ENTRY_BATCHES;
 	uint32		count;
@@ -2305,14 +2341,13 @@ propose_queued(void)
 	raft_index	index;
 	int			rc;
 	raft_status st;
-	uint64		self = (uint64) chronicle_node_id;
 	int		   *slots;
 	uint64	   *ids;
 	uint64	   *origins;
 	int			nall;
 	int			nfwd = 0;
 	Size		fwd_bytes = 0;
-	Size		taken = 0;
+	Size		waiting;
 
 	raft_get_status(ws.node, &st);
 	if (st.role != RAFT_LEADER)
@@ -2324,12 +2359,24 @@ propose_queued(void)
 		return;
 	}
 
-	if (queue_bytes_waiting() > 0)
-		n = queue_drain(&batches, (Size) chronicle_buffer_size * 4);
-	if (n == 0 && ws.nforwarded == 0)
+	waiting = queue_bytes_waiting();
+	if (waiting == 0 && ws.nforwarded == 0)
 		return;
-	for (i = 0; i < n; i++)
-		taken += batches[i].len;
+
+	/*
+	 * Room for what waits in the queue (a batch's 16-byte ring header
+	 * becomes a 24-byte one here) and for the forwarded batches, which are
+	 * already in the entry's batch layout.
+	 */
+	b.cap = 12 + waiting + waiting / 2 + 24 + Min((Size) ws.forwarded.len, ENTRY_MAX_BYTES);
+	b.data = malloc(b.cap);
+	if (b.data == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory for a Raft entry of %zu bytes", b.cap)));
+	b.len = 12;
+	if (waiting > 0)
+		n = queue_drain(&batches, (Size) chronicle_buffer_size * 4, place_in_entry, &b);
 
 	/*
 	 * Forwarded batches join the entry while it stays within
@@ -2340,36 +2387,32 @@ propose_queued(void)
 		uint32		len;
 
 		memcpy(&len, ws.forwarded.data + fwd_bytes + 20, 4);
-		if ((n > 0 || nfwd > 0) && taken + 24 + len > ENTRY_MAX_BYTES)
+		if ((n > 0 || nfwd > 0) && b.len + fwd_bytes + 24 + len > ENTRY_MAX_BYTES)
 			break;
-		taken += 24 + len;
+		if (b.len + fwd_bytes + 24 + len > b.cap)
+			break;
 		fwd_bytes += 24 + len;
 		nfwd++;
 	}
+	if (n == 0 && nfwd == 0)
+	{
+		free(b.data);
+		return;
+	}
 
-	/* sized once: doubling up to a COPY batch's size would copy it again and again */
-	initStringInfo(&buf);
-	enlargeStringInfo(&buf, 12 + taken + 24 * n);
 	count = (uint32) (n + nfwd);
-	appendBinaryStringInfo(&buf, (char *) &magic, 4);
-	appendBinaryStringInfo(&buf, (char *) &kind, 4);
-	appendBinaryStringInfo(&buf, (char *) &count, 4);
+	memcpy(b.data, &magic, 4);
+	memcpy(b.data + 4, &kind, 4);
+	memcpy(b.data + 8, &count, 4);
 	nall = (int) count;
 	slots = palloc(sizeof(int) * nall);
 	ids = palloc(sizeof(uint64) * nall);
 	origins = palloc(sizeof(uint64) * nall);
 	for (i = 0; i < n; i++)
 	{
-		uint32		len = (uint32) batches[i].len;
-
-		appendBinaryStringInfo(&buf, (char *) &self, 8);
-		appendBinaryStringInfo(&buf, (char *) &batches[i].slot, 4);
-		appendBinaryStringInfo(&buf, (char *) &batches[i].batch_id, 8);
-		appendBinaryStringInfo(&buf, (char *) &len, 4);
-		appendBinaryStringInfo(&buf, batches[i].data, batches[i].len);
 		slots[i] = batches[i].slot;
 		ids[i] = batches[i].batch_id;
-		origins[i] = self;
+		origins[i] = (uint64) chronicle_node_id;
 	}
 	/* forwarded batches are already in the entry's batch layout */
 	{
@@ -2385,19 +2428,21 @@ propose_queued(void)
 			memcpy(&len, p + 20, 4);
 			p += 24 + len;
 		}
-		appendBinaryStringInfo(&buf, ws.forwarded.data, fwd_bytes);
+		memcpy(b.data + b.len, ws.forwarded.data, fwd_bytes);
+		b.len += fwd_bytes;
 		memmove(ws.forwarded.data, ws.forwarded.data + fwd_bytes, ws.forwarded.len - fwd_bytes);
 		ws.forwarded.len -= fwd_bytes;
 		ws.forwarded.data[ws.forwarded.len] = '\0';
 		ws.nforwarded -= nfwd;
 	}
 
-	rc = raft_propose(ws.node, buf.data, buf.len, &term, &index);
+	/* the engine owns b.data from here on, whatever the result */
+	rc = raft_propose_take(ws.node, b.data, b.len, &term, &index);
 	if (rc != RAFT_OK)
 	{
 		for (i = 0; i < nall; i++)
 		{
-			if (origins[i] == self)
+			if (origins[i] == (uint64) chronicle_node_id)
 				queue_set_state(slots[i], ids[i], BATCH_FAILED,
 								rc == RAFT_ERR_BUSY ? "the leader's backlog is full" :
 								"this node lost leadership before proposing");
