@@ -130,9 +130,33 @@ typedef Size (*tabplus_rowlen_fn) (const void *arg, const char *row);
 extern void tabplus_page_init(Page page, uint16 flags, uint16 level);
 extern bool tabplus_page_is(Page page, uint16 flags);
 
-extern int	tabplus_leaf_nrows(Page page);
-extern char *tabplus_leaf_row(Page page, int pos);
-extern Size tabplus_leaf_free(Page page);
+/*
+ * A leaf's row offsets follow the page header (one uint16 each); rows are
+ * stored from the end of the page down.  The accessors are inline: the
+ * apply loop calls them for every event.
+ */
+#define TABPLUS_LEAF_OFFSETS(page) ((uint16 *) ((char *) (page) + SizeOfPageHeaderData))
+
+static inline int
+tabplus_leaf_nrows(Page page)
+{
+	return (((PageHeader) page)->pd_lower - SizeOfPageHeaderData) / sizeof(uint16);
+}
+
+static inline char *
+tabplus_leaf_row(Page page, int pos)
+{
+	return (char *) page + TABPLUS_LEAF_OFFSETS(page)[pos];
+}
+
+static inline Size
+tabplus_leaf_free(Page page)
+{
+	PageHeader	hdr = (PageHeader) page;
+
+	return hdr->pd_upper - hdr->pd_lower;
+}
+
 extern int	tabplus_leaf_upper_bound(Page page, int64 ts, int start);
 extern int	tabplus_leaf_lower_bound(Page page, int64 ts);
 extern bool tabplus_leaf_insert(Page page, int pos, const char *row, Size len);

@@ -30,7 +30,7 @@
 
 #include "tabplus/tabplus.h"
 
-#define LEAF_OFFSETS(page) ((uint16 *) ((char *) (page) + SizeOfPageHeaderData))
+#define LEAF_OFFSETS(page) TABPLUS_LEAF_OFFSETS(page)
 #define INTERNAL_ENTRY(page, idx, esize) \
 	((char *) (page) + SizeOfPageHeaderData + (Size) (idx) * (esize))
 
@@ -61,26 +61,6 @@ tabplus_page_is(Page page, uint16 flags)
 }
 
 /* ---------------------------------------------------------------- leaves */
-
-int
-tabplus_leaf_nrows(Page page)
-{
-	return (((PageHeader) page)->pd_lower - SizeOfPageHeaderData) / sizeof(uint16);
-}
-
-char *
-tabplus_leaf_row(Page page, int pos)
-{
-	return (char *) page + LEAF_OFFSETS(page)[pos];
-}
-
-Size
-tabplus_leaf_free(Page page)
-{
-	PageHeader	hdr = (PageHeader) page;
-
-	return hdr->pd_upper - hdr->pd_lower;
-}
 
 /* First position at or after start whose event time is > ts. */
 int
