@@ -132,8 +132,8 @@ extern bool tabplus_page_is(Page page, uint16 flags);
 
 /*
  * A leaf's row offsets follow the page header (one uint16 each); rows are
- * stored from the end of the page down.  The accessors are inline: the
- * apply loop calls them for every event.
+ * stored from the end of the page down.  The accessors and the insert are
+ * inline: the apply loop calls them for every event.
  */
 #define TABPLUS_LEAF_OFFSETS(page) ((uint16 *) ((char *) (page) + SizeOfPageHeaderData))
 
@@ -157,9 +157,47 @@ tabplus_leaf_free(Page page)
 	return hdr->pd_upper - hdr->pd_lower;
 }
 
-extern int	tabplus_leaf_upper_bound(Page page, int64 ts, int start);
+/* First position at or after start whose event time is > ts. */
+static inline int
+tabplus_leaf_upper_bound(Page page, int64 ts, int start)
+{
+	int			lo = start;
+	int			hi = tabplus_leaf_nrows(page);
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (row_get_time(tabplus_leaf_row(page, mid)) <= ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 extern int	tabplus_leaf_lower_bound(Page page, int64 ts);
-extern bool tabplus_leaf_insert(Page page, int pos, const char *row, Size len);
+
+/* Insert row at position pos; false (nothing changed) if it does not fit. */
+static inline bool
+tabplus_leaf_insert(Page page, int pos, const char *row, Size len)
+{
+	PageHeader	hdr = (PageHeader) page;
+	uint16	   *offsets = TABPLUS_LEAF_OFFSETS(page);
+	int			nrows = tabplus_leaf_nrows(page);
+
+	Assert(pos >= 0 && pos <= nrows);
+	if (tabplus_leaf_free(page) < len + sizeof(uint16))
+		return false;
+
+	hdr->pd_upper -= len;
+	memcpy((char *) page + hdr->pd_upper, row, len);
+	if (pos < nrows)
+		memmove(&offsets[pos + 1], &offsets[pos], (nrows - pos) * sizeof(uint16));
+	offsets[pos] = hdr->pd_upper;
+	hdr->pd_lower += sizeof(uint16);
+	return true;
+}
 extern void tabplus_leaf_split(Page left, Page right, int splitpos,
 							   tabplus_rowlen_fn rowlen, const void *arg);
 

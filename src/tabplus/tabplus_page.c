@@ -62,25 +62,6 @@ tabplus_page_is(Page page, uint16 flags)
 
 /* ---------------------------------------------------------------- leaves */
 
-/* First position at or after start whose event time is > ts. */
-int
-tabplus_leaf_upper_bound(Page page, int64 ts, int start)
-{
-	int			lo = start;
-	int			hi = tabplus_leaf_nrows(page);
-
-	while (lo < hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (row_get_time(tabplus_leaf_row(page, mid)) <= ts)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 /* First position whose event time is >= ts. */
 int
 tabplus_leaf_lower_bound(Page page, int64 ts)
@@ -98,26 +79,6 @@ tabplus_leaf_lower_bound(Page page, int64 ts)
 			hi = mid;
 	}
 	return lo;
-}
-
-bool
-tabplus_leaf_insert(Page page, int pos, const char *row, Size len)
-{
-	PageHeader	hdr = (PageHeader) page;
-	uint16	   *offsets = LEAF_OFFSETS(page);
-	int			nrows = tabplus_leaf_nrows(page);
-
-	Assert(pos >= 0 && pos <= nrows);
-	if (tabplus_leaf_free(page) < len + sizeof(uint16))
-		return false;
-
-	hdr->pd_upper -= len;
-	memcpy((char *) page + hdr->pd_upper, row, len);
-	if (pos < nrows)
-		memmove(&offsets[pos + 1], &offsets[pos], (nrows - pos) * sizeof(uint16));
-	offsets[pos] = hdr->pd_upper;
-	hdr->pd_lower += sizeof(uint16);
-	return true;
 }
 
 /*
